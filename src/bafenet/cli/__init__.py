@@ -1,0 +1,45 @@
+"""The ``bafenet`` command line: ``bafenet VERB ...``.
+
+Each verb lives in its own module with a ``register(subparsers)`` function that adds
+its parser and sets ``func`` (called with the parsed arguments, returning an exit code).
+Expected problems (:class:`bafenet.errors.BafenetError`) print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bafenet import __version__
+from bafenet.cli import aug as aug_cli
+from bafenet.cli import data as data_cli
+from bafenet.cli import info as info_cli
+from bafenet.errors import BafenetError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every verb."""
+    parser = argparse.ArgumentParser(
+        prog="bafenet",
+        description="Clustered infrared small target detection: data tools, BAG-CP, BAFE-Net.",
+    )
+    parser.add_argument("--version", action="version", version=f"bafenet {__version__}")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    subparsers.required = True
+    for module in (data_cli, aug_cli, info_cli):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bafenet`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BafenetError as exc:
+        print(f"bafenet: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bafenet: interrupted", file=sys.stderr)
+        return 130
