@@ -1,11 +1,90 @@
-"""``bafenet data ...``: synth, check, stats, download (being built)."""
+"""``bafenet data synth | check | stats | download``: dataset tools."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from bafenet.paths import resolve_data_root
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, split_help: str) -> None:
+    """The dataset arguments shared by every command that reads data."""
+    parser.add_argument(
+        "root", nargs="?", default=None, help="dataset folder (default: --data, $BAFENET_DATA, cache)"
+    )
+    parser.add_argument("--data", default=None, help="dataset folder (same as ROOT)")
+    parser.add_argument("--split", default=None, help=split_help)
+
+
+def data_root(args: argparse.Namespace) -> Path:
+    """The dataset folder from ROOT / --data / $BAFENET_DATA / the cache dir."""
+    return resolve_data_root(args.root or args.data)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from bafenet.data.synthetic import write_synthetic_devkit
+
+    out = write_synthetic_devkit(Path(args.out), n=args.n, seed=args.seed)
+    print(f"wrote {args.n} synthetic images to {out}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from bafenet.data.check import check_dataset
+
+    report = check_dataset(data_root(args), args.split)
+    for line in report.problems:
+        print(line)
+    status = "OK" if not report.problems else f"{len(report.problems)} problem(s)"
+    print(f"checked {report.n_images} images, {report.n_targets} targets: {status}")
+    return 1 if report.problems else 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from bafenet.data.stats import dataset_stats, summary_lines, write_stats_report
+
+    stats = dataset_stats(data_root(args), args.split)
+    for line in summary_lines(stats):
+        print(line)
+    if args.out:
+        for path in write_stats_report(stats, Path(args.out)):
+            print(f"wrote {path}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from bafenet.data.download import download_dataset
+
+    path = download_dataset(args.name, args.root, url=args.url, sha256=args.sha256)
+    print(f"dataset ready at {path}")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``data`` verb."""
-    parser = subparsers.add_parser("data", help="dataset tools")
-    parser.set_defaults(func=lambda args: parser.print_help())
+    """Add the ``data`` verb and its sub-commands."""
+    parser = subparsers.add_parser("data", help="dataset tools: synth, check, stats, download")
+    sub = parser.add_subparsers(dest="data_command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("synth", help="write the built-in synthetic dataset (DenseSIRST devkit layout)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("check", help="validate every file of a dataset; exit 1 on any problem")
+    add_data_arguments(p, "split name or split file (default: every image)")
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("stats", help="dataset statistics; writes stats.json and PNG plots with --out")
+    add_data_arguments(p, "split name or split file (default: every image)")
+    p.add_argument("--out", default=None, help="folder for stats.json and plots")
+    p.set_defaults(func=_stats)
+
+    p = sub.add_parser("download", help="download and verify a public dataset")
+    p.add_argument("name", choices=["densesirst"], help="dataset name")
+    p.add_argument("--root", default=None, help="target folder (default: the cache dir)")
+    p.add_argument("--url", default=None, help="override the archive URL (mirrors, tests)")
+    p.add_argument("--sha256", default=None, help="expected sha256 of the archive")
+    p.set_defaults(func=_download)
