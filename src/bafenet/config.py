@@ -1,0 +1,326 @@
+"""Run configuration: dataclasses, YAML files and dotted command-line overrides.
+
+A config has four sections, ``model``, ``data``, ``train`` and ``eval``; the defaults
+below are the official recipe (reference §2) with bafenet's split choice (train on
+``train_v2``, select on ``val_v2``). A YAML file lists only what it changes::
+
+    cfg = load_config("configs/bafenet_r18.yaml", ["train.epochs=3", "data.root=/data"])
+    save_config(cfg, run_dir / "config.yaml")
+
+Override values are parsed with ``yaml.safe_load`` (``3`` is an int, ``false`` a bool,
+``[8, 16]`` a list, ``null`` None). Unknown keys and wrong types raise :class:`ConfigError`
+naming the key and listing the valid ones. For float fields a string such as ``1e-4``
+(which YAML 1.1 reads as a string) is accepted and converted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from bafenet.errors import BafenetError
+from bafenet.fileio import write_text
+
+
+class ConfigError(BafenetError):
+    """A config file or override is invalid (the message names the key)."""
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build (a name of the model zoo) and its switches."""
+
+    name: str = "bafenet_r18"
+    # keyword arguments passed to the zoo builder (ablation switches, e.g. {exchange: false})
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    # backbone initialisation: "imagenet" (torchvision weights), null (random) or a file path
+    weights_backbone: str | None = "imagenet"
+
+
+@dataclass
+class InputConfig:
+    """Input geometry of training samples."""
+
+    # "resize": whole frame resized (official: 512 x 512, keep_ratio false);
+    # "native": random crops at native resolution, optionally upsampled by `scale`
+    mode: Literal["resize", "native"] = "resize"
+    size: int = 512  # resize: side of the square target size (longer side when keep_ratio)
+    keep_ratio: bool = False
+    crop_size: int = 512  # native: side of the square crop, in network-input pixels
+    scale: float = 1.0  # native: resize factor applied to the frame before cropping
+
+
+@dataclass
+class BagcpConfig:
+    """Copy-paste augmentation (BAG-CP)."""
+
+    enabled: bool = True
+    # faithful = the official SkyCopyPaste; improved = documented fixes; plain = no sky rule
+    mode: Literal["faithful", "improved", "plain"] = "faithful"
+    prob: float = 1.0  # probability of applying it to a training sample
+
+
+@dataclass
+class DataConfig:
+    """Dataset location, splits and the training pipeline."""
+
+    root: str | None = None  # None: --data, then $BAFENET_DATA, then the cache dir
+    train_split: str = "train_v2"
+    val_split: str = "val_v2"
+    input: InputConfig = field(default_factory=InputConfig)
+    flip_prob: float = 0.5  # horizontal flip
+    repeat: int = 3  # the training set is repeated this many times per epoch
+    bagcp: BagcpConfig = field(default_factory=BagcpConfig)
+    workers: int = 2  # data-loader worker processes
+    cache: bool = False  # keep decoded images in memory
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and the training loop."""
+
+    epochs: int = 20
+    batch_size: int = 2  # per process
+    optimizer: Literal["dadapt_adam", "adamw", "sgd"] = "dadapt_adam"
+    lr: float = 1.0  # DAdaptAdam: a multiplier of the adapted step size
+    weight_decay: float = 0.05  # not applied to norm parameters and biases
+    decoupled: bool = True  # dadapt_adam only (AdamW is always decoupled, SGD uses L2)
+    momentum: float = 0.9  # sgd only
+    warmup_iters: int = 500  # iterations at warmup_factor x lr (constant warm-up)
+    warmup_factor: float = 1.0 / 3.0
+    milestones: list[int] = field(default_factory=lambda: [8, 16])  # epochs after which lr *= gamma
+    gamma: float = 0.1
+    clip_grad_norm: float | None = None  # max gradient L2 norm; null = no clipping
+    amp: bool = False  # mixed precision (only takes effect on CUDA)
+    seed: int = 0
+    val_interval: int = 1  # validate every N epochs (and after the last one)
+    max_time_minutes: float | None = None  # wall-clock budget; training stops after the epoch that hits it
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass
+class EvalConfig:
+    """Inference and evaluation settings (official test_cfg, reference §2.3)."""
+
+    split: str = "val_v2"
+    batch_size: int = 1  # results do not depend on it
+    score_thr: float = 0.05
+    nms_iou: float = 0.5
+    max_per_img: int = 100
+    nms_pre: int = 1000
+    # resize: whole frame resized like training (official); native: original resolution;
+    # tiles: native resolution in overlapping tiles
+    protocol: Literal["resize", "native", "tiles"] = "resize"
+    iou_threshold: float = 0.5  # VOC AP
+    pd_distance_px: float = 3.0  # IRSTD Pd: centroid distance below this counts as detected
+    pd_score_thr: float = 0.3  # operating point for Pd / false alarms
+
+
+@dataclass
+class Config:
+    """The whole run configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ------------------------------------------------------------------------------ public API
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, updated by the YAML file at ``path`` (if any), then by ``key.path=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config file must hold a mapping, got {type(loaded).__name__}")
+        raw = loaded or {}
+    for override in overrides:
+        apply_override(raw, override)
+    sources = ([str(path)] if path is not None else []) + (
+        ["overrides " + " ".join(overrides)] if overrides else []
+    )
+    where = f"{' + '.join(sources)}: " if sources else ""
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in the nested dict ``raw`` (value parsed with ``yaml.safe_load``)."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {override!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {override!r}: value is not valid YAML ({exc})") from None
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+        node = child
+    if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+        node[leaf] = {**node[leaf], **value}  # merge a section given as a mapping
+    else:
+        node[leaf] = value
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from a (partial) nested dict."""
+    cfg = _build(Config, raw, "")
+    validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain nested dicts/lists (YAML/JSON and checkpoint safe)."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write ``cfg`` as YAML to ``path`` atomically (loadable again with :func:`load_config`)."""
+    write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None))
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that types alone cannot express; raises :class:`ConfigError`."""
+    checks = [
+        (cfg.data.input.size > 0, "data.input.size must be > 0"),
+        (cfg.data.input.crop_size > 0, "data.input.crop_size must be > 0"),
+        (cfg.data.input.scale > 0, "data.input.scale must be > 0"),
+        (0.0 <= cfg.data.flip_prob <= 1.0, "data.flip_prob must be in [0, 1]"),
+        (0.0 <= cfg.data.bagcp.prob <= 1.0, "data.bagcp.prob must be in [0, 1]"),
+        (cfg.data.repeat >= 1, "data.repeat must be >= 1"),
+        (cfg.data.workers >= 0, "data.workers must be >= 0"),
+        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
+        (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (cfg.train.lr > 0, "train.lr must be > 0"),
+        (cfg.train.weight_decay >= 0, "train.weight_decay must be >= 0"),
+        (cfg.train.warmup_iters >= 0, "train.warmup_iters must be >= 0"),
+        (0.0 < cfg.train.warmup_factor <= 1.0, "train.warmup_factor must be in (0, 1]"),
+        (cfg.train.milestones == sorted(set(cfg.train.milestones)), "train.milestones must be increasing"),
+        (all(m >= 1 for m in cfg.train.milestones), "train.milestones must be >= 1"),
+        (0.0 < cfg.train.gamma <= 1.0, "train.gamma must be in (0, 1]"),
+        (
+            cfg.train.clip_grad_norm is None or cfg.train.clip_grad_norm > 0,
+            "train.clip_grad_norm must be > 0",
+        ),
+        (cfg.train.val_interval >= 1, "train.val_interval must be >= 1"),
+        (
+            cfg.train.max_time_minutes is None or cfg.train.max_time_minutes > 0,
+            "train.max_time_minutes must be > 0",
+        ),
+        (cfg.eval.batch_size >= 1, "eval.batch_size must be >= 1"),
+        (0.0 <= cfg.eval.score_thr < 1.0, "eval.score_thr must be in [0, 1)"),
+        (0.0 < cfg.eval.nms_iou <= 1.0, "eval.nms_iou must be in (0, 1]"),
+        (cfg.eval.max_per_img >= 1, "eval.max_per_img must be >= 1"),
+        (cfg.eval.nms_pre >= 1, "eval.nms_pre must be >= 1"),
+        (0.0 < cfg.eval.iou_threshold <= 1.0, "eval.iou_threshold must be in (0, 1]"),
+        (cfg.eval.pd_distance_px > 0, "eval.pd_distance_px must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+# ------------------------------------------------------------------------------ internals
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from mapping ``raw``, checking keys and value types."""
+    section = prefix.rstrip(".") or "the config"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{section} must be a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"unknown key '{prefix}{key}'{hint}; valid keys in {section}: {', '.join(valid)}"
+            )
+        values[key] = _convert(hints[key], value, f"{prefix}{key}")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against the type hint ``hint`` and return it (converted where lossless)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        errors = []
+        for arg in non_none:
+            try:
+                return _convert(arg, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(non_none) == 1 else f"{key}: {value!r} matches none of {hint}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_convert(args[0], item, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported type hint {hint!r}")  # a bug in the dataclasses above

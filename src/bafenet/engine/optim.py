@@ -1,0 +1,85 @@
+"""Optimiser and learning-rate schedule of the training recipe (reference §2.2).
+
+* Parameters are split into two groups: weights with ``weight_decay``, and norm-layer
+  parameters plus every bias with no decay (the official ``norm_decay_mult=0``,
+  ``bias_decay_mult=0``). Parameters with ``requires_grad=False`` are left out; a shared
+  parameter appears once.
+* ``dadapt_adam``: D-Adaptation Adam from the ``dadaptation`` package (lr is a multiplier
+  of the adapted step size, 1.0 in the recipe), decoupled (AdamW-style) weight decay by
+  default; ``adamw``: :class:`torch.optim.AdamW`; ``sgd``: SGD with momentum and L2 decay.
+* The schedule is one per-iteration :class:`~torch.optim.lr_scheduler.LambdaLR`:
+  ``warmup_factor`` for the first ``warmup_iters`` iterations (the official ConstantLR),
+  times ``gamma ** (number of milestones <= epoch)`` where ``epoch = iteration //
+  iters_per_epoch`` (the official MultiStepLR by epoch). Call ``scheduler.step()`` after
+  every optimiser step. Its state dict (step count and base lrs) round-trips exactly;
+  the schedule itself is rebuilt from the config.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import dadaptation
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from bafenet.config import TrainConfig
+
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: ``decay`` (conv/linear weights) and ``no_decay`` (norm params, biases).
+
+    Trainable parameters only; each shared parameter once. Empty groups are dropped.
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module in model.modules():
+        is_norm = isinstance(module, NORM_LAYERS)
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            (no_decay if is_norm or name == "bias" else decay).append(param)
+    groups = [
+        {"name": "decay", "params": decay, "weight_decay": weight_decay},
+        {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser named by ``cfg.optimizer`` over :func:`param_groups` of ``model``."""
+    groups = param_groups(model, cfg.weight_decay)
+    if not groups:
+        raise ValueError("the model has no trainable parameters")
+    if cfg.optimizer == "dadapt_adam":
+        return dadaptation.DAdaptAdam(
+            groups, lr=cfg.lr, weight_decay=cfg.weight_decay, decouple=cfg.decoupled
+        )
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def lr_factor(iteration: int, cfg: TrainConfig, iters_per_epoch: int) -> float:
+    """The multiplier of the base lr at 0-based ``iteration`` (warm-up x step decay)."""
+    warmup = cfg.warmup_factor if iteration < cfg.warmup_iters else 1.0
+    epoch = iteration // iters_per_epoch
+    return warmup * cfg.gamma ** bisect.bisect_right(cfg.milestones, epoch)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, iters_per_epoch: int) -> LambdaLR:
+    """Per-iteration schedule: constant warm-up, then multi-step decay by epoch."""
+    if iters_per_epoch < 1:
+        raise ValueError(f"iters_per_epoch must be >= 1, got {iters_per_epoch}")
+
+    def factor(iteration: int) -> float:  # a plain function: LambdaLR saves no state for it
+        return lr_factor(iteration, cfg, iters_per_epoch)
+
+    return LambdaLR(optimizer, factor)
