@@ -1,0 +1,68 @@
+"""``bafenet val --weights W [--data ROOT] [--split val_v2]``: evaluate a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bafenet.config import apply_override, config_from_dict
+from bafenet.engine.checkpoint import load_checkpoint, load_weights
+from bafenet.engine.runs import new_run_dir
+
+
+def _val(args: argparse.Namespace) -> int:
+    from bafenet.data import open_dataset
+    from bafenet.engine import distributed as dist_utils
+    from bafenet.engine.evaluate import evaluate
+    from bafenet.engine.report import format_table, write_eval_outputs
+    from bafenet.engine.setup import build_eval_transform, build_model_from_config
+    from bafenet.paths import resolve_data_root
+
+    ckpt = load_checkpoint(args.weights)
+    raw = ckpt["config"]
+    overrides = list(args.overrides)
+    if args.split:
+        overrides.append(f"eval.split={args.split}")
+    if args.batch_size:
+        overrides.append(f"eval.batch_size={args.batch_size}")
+    for override in overrides:
+        apply_override(raw, override)
+    cfg = config_from_dict(raw)
+    cfg.model.weights_backbone = None  # the checkpoint holds every weight
+    device = dist_utils.local_device(args.device)
+    model = build_model_from_config(cfg)
+    load_weights(model, ckpt)
+    model.to(device).eval()
+    root = resolve_data_root(args.data if args.data else cfg.data.root)
+    dataset = open_dataset(root, cfg.eval.split)
+    metrics, details = evaluate(
+        model, dataset, build_eval_transform(cfg), cfg.eval, device, keep_predictions=True
+    )
+    metrics["model"] = ckpt["model_name"]
+    metrics["weights"] = str(args.weights)
+    metrics["split"] = cfg.eval.split
+    metrics["protocol"] = cfg.eval.protocol
+    out = (
+        Path(args.out)
+        if args.out
+        else new_run_dir(Path(args.project) / "val", Path(args.weights).parent.name)
+    )
+    print(f"{ckpt['model_name']} on {root} split {cfg.eval.split} ({cfg.eval.protocol} protocol)")
+    print(format_table(metrics))
+    for path in write_eval_outputs(out, metrics, details):
+        print(f"wrote {path}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``val`` verb."""
+    p = subparsers.add_parser("val", help="evaluate a checkpoint (VOC mAP07/mAP12, Pd/FA, sky IoU)")
+    p.add_argument("--weights", required=True, help="checkpoint (best.pt / last.pt / a released file)")
+    p.add_argument("--data", default=None, help="dataset folder (default: config, $BAFENET_DATA, cache)")
+    p.add_argument("--split", default=None, help="split to evaluate (default: the config's eval.split)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (same results)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", default=None, help="output folder (default: runs/val/NAME)")
+    p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides, e.g. eval.score_thr=0.1")
+    p.set_defaults(func=_val)

@@ -1,0 +1,152 @@
+"""Evaluation loop: predictions on a dataset, then VOC mAP, IRSTD Pd / false alarms and sky IoU.
+
+Every image is predicted on its own input geometry and batched only with images of the
+same padded shape, so the numbers do not depend on the batch size. Under ``torchrun``
+each process predicts a shard of the images and the metric accumulators are merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bafenet.config import EvalConfig
+from bafenet.data.collate import collate_samples
+from bafenet.data.sample import Sample
+from bafenet.engine.distributed import all_gather_objects, is_main_process, rank, world_size
+from bafenet.metrics import DetectionEvaluator, SkyIoU, TargetLevelEvaluator
+
+
+@dataclass
+class Prediction:
+    """Detections of one image in original-image coordinates."""
+
+    image_id: str
+    boxes: np.ndarray  # (K, 4) float32, x1 y1 x2 y2
+    scores: np.ndarray  # (K,)
+    gt_boxes: np.ndarray  # (N, 4) original coordinates
+    image_size: tuple[int, int]  # original (H, W)
+
+
+def _batches(
+    dataset: Any, indices: list[int], transform: Callable[[Sample], Sample], batch_size: int
+) -> Iterator[tuple[list[Sample], list[Sample]]]:
+    """Yield (original samples, transformed samples) batches of equal transformed shape."""
+    originals: list[Sample] = []
+    transformed: list[Sample] = []
+    for i in indices:
+        sample = dataset[i]
+        t = transform(sample)
+        if transformed and (len(transformed) == batch_size or t.image.shape != transformed[0].image.shape):
+            yield originals, transformed
+            originals, transformed = [], []
+        originals.append(sample)
+        transformed.append(t)
+    if transformed:
+        yield originals, transformed
+
+
+@torch.no_grad()
+def predict_samples(
+    model: nn.Module,
+    originals: list[Sample],
+    transformed: list[Sample],
+    device: torch.device,
+) -> list[dict[str, torch.Tensor]]:
+    """Run the model on one batch; boxes come back in original-image coordinates."""
+    images, _ = collate_samples(transformed)
+    outputs = model(
+        images.to(device),
+        original_sizes=[(s.height, s.width) for s in originals],
+        image_sizes=[(t.height, t.width) for t in transformed],
+    )
+    return outputs
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    transform: Callable[[Sample], Sample],
+    cfg: EvalConfig,
+    device: torch.device,
+    progress: bool = True,
+    keep_predictions: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate ``model`` on every image of ``dataset``.
+
+    Args:
+        transform: the eval pipeline (e.g. the official 512x512 resize).
+        cfg: thresholds and the Pd operating point.
+        keep_predictions: also return every image's detections (rank 0).
+
+    Returns:
+        ``(metrics, details)``: flat metrics (detection in both width conventions, Pd / false
+        alarms, sky IoU) and details (per-image rows, PR and Pd-FA curves, predictions).
+    """
+    was_training = model.training
+    model.eval()
+    det = DetectionEvaluator(iou_threshold=cfg.iou_threshold)
+    irstd = TargetLevelEvaluator(max_distance_px=cfg.pd_distance_px, score_threshold=cfg.pd_score_thr)
+    sky = SkyIoU()
+    predictions: list[Prediction] = []
+    indices = list(range(rank(), len(dataset), world_size()))
+    bar = tqdm(
+        total=len(indices), desc="val", unit="img", disable=not (progress and is_main_process()), leave=False
+    )
+    for originals, transformed in _batches(dataset, indices, transform, cfg.batch_size):
+        outputs = predict_samples(model, originals, transformed, device)
+        for sample, t, out in zip(originals, transformed, outputs, strict=True):
+            boxes = out["boxes"].float().cpu().numpy()
+            scores = out["scores"].float().cpu().numpy()
+            det.add(sample.image_id, boxes, scores, sample.boxes)
+            irstd.add(
+                sample.image_id,
+                boxes,
+                scores,
+                sample.boxes,
+                image_size=(sample.height, sample.width),
+                gt_centers=sample.points if len(sample.points) == len(sample.boxes) else None,
+            )
+            if "sky_prob" in out:
+                prob = out["sky_prob"].float().cpu().numpy()[: t.height, : t.width]
+                sky.add((prob > 0.5).astype(np.uint8), t.sky_mask)
+            if keep_predictions:
+                predictions.append(
+                    Prediction(sample.image_id, boxes, scores, sample.boxes, (sample.height, sample.width))
+                )
+        bar.update(len(originals))
+    bar.close()
+    model.train(was_training)
+
+    det, irstd, sky, predictions = _merge_across_ranks(det, irstd, sky, predictions)
+    metrics: dict[str, Any] = dict(det.compute())
+    metrics.update({f"irstd_{k}": v for k, v in irstd.compute().items()})
+    metrics.update(sky.compute())
+    details = {
+        "per_image": det.per_image(),
+        "pr_curve": det.pr_curve("legacy"),
+        "pr_curve_strict": det.pr_curve("strict"),
+        "pd_fa_curve": irstd.curve(),
+        "predictions": predictions,
+    }
+    return metrics, details
+
+
+def _merge_across_ranks(det, irstd, sky, predictions):  # noqa: ANN001, ANN202 - private helper
+    if world_size() == 1:
+        return det, irstd, sky, predictions
+    gathered = all_gather_objects((det, irstd, sky, predictions))
+    det, irstd, sky, predictions = gathered[0]
+    predictions = list(predictions)
+    for other_det, other_irstd, other_sky, other_pred in gathered[1:]:
+        det.merge(other_det)
+        irstd.merge(other_irstd)
+        sky.merge(other_sky)
+        predictions.extend(other_pred)
+    return det, irstd, sky, predictions
