@@ -118,3 +118,10 @@ def test_errors() -> None:
         evaluator.add("b", [], [], [], image_size=(0, 8))
     assert np.isnan(evaluator.compute()["pd"])
     assert evaluator.compute()["fa_per_image"] == 0.0
+
+
+def test_curve_without_any_prediction_is_empty():
+    ev = TargetLevelEvaluator()
+    ev.add("a", np.zeros((0, 4)), np.zeros(0), np.array([[0, 0, 3, 3]], np.float32), image_size=(10, 10))
+    curve = ev.curve()
+    assert len(curve["pd"]) == 0 and len(curve["false_alarms"]) == 0

@@ -14,6 +14,8 @@ from bafenet import __version__
 from bafenet.cli import aug as aug_cli
 from bafenet.cli import data as data_cli
 from bafenet.cli import info as info_cli
+from bafenet.cli import train as train_cli
+from bafenet.cli import val as val_cli
 from bafenet.errors import BafenetError
 
 
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bafenet {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
     subparsers.required = True
-    for module in (data_cli, aug_cli, info_cli):
+    for module in (data_cli, aug_cli, info_cli, train_cli, val_cli):
         module.register(subparsers)
     return parser
 
@@ -34,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bafenet`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may follow options (``train CONFIG --name x train.epochs=3``)
+    dest = getattr(args, "overrides_dest", None)
+    if extra and dest and all("=" in e and not e.startswith("-") for e in extra):
+        getattr(args, dest).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except BafenetError as exc:

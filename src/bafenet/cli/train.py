@@ -93,4 +93,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")
     p.add_argument("--resume", default=None, help="continue from a run's last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, overrides_dest="items")

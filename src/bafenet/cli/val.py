@@ -65,4 +65,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder (default: runs/val/NAME)")
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides, e.g. eval.score_thr=0.1")
-    p.set_defaults(func=_val)
+    p.set_defaults(func=_val, overrides_dest="overrides")

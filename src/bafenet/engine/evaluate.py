@@ -127,7 +127,9 @@ def evaluate(
     det, irstd, sky, predictions = _merge_across_ranks(det, irstd, sky, predictions)
     metrics: dict[str, Any] = dict(det.compute())
     metrics.update({f"irstd_{k}": v for k, v in irstd.compute().items()})
-    metrics.update(sky.compute())
+    if sky.num_images:  # models with a sky branch
+        for key, value in sky.compute().items():
+            metrics[key if key.startswith(("sky_", "not_sky_")) else f"sky_{key}"] = value
     details = {
         "per_image": det.per_image(),
         "pr_curve": det.pr_curve("legacy"),

@@ -183,7 +183,7 @@ class TargetLevelEvaluator:
         ``fa_per_mpix``, ``detected``, ``false_alarms``.
         """
         num_images, num_targets, num_pixels = self._totals()
-        if not self._images:
+        if not any(len(r.scores) for r in self._images.values()):  # no image or no prediction
             empty = np.zeros(0)
             return {k: empty for k in ("score_threshold", "pd", "fa_per_image", "fa_per_mpix")} | {
                 "detected": np.zeros(0, dtype=np.int64),

@@ -1,0 +1,44 @@
+"""Config -> objects: the model and the train / eval pipelines of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from bafenet.config import Config
+from bafenet.data.pipeline import TrainPipeline, build_eval_pipeline, build_train_pipeline
+from bafenet.models.zoo import build_model
+
+
+def build_model_from_config(cfg: Config) -> nn.Module:
+    """The zoo model named by ``cfg.model`` with its switches and the eval thresholds set."""
+    model = build_model(cfg.model.name, weights_backbone=cfg.model.weights_backbone, **cfg.model.kwargs)
+    model.score_thresh = cfg.eval.score_thr
+    model.nms_thresh = cfg.eval.nms_iou
+    model.detections_per_img = cfg.eval.max_per_img
+    model.pre_nms_top_n = cfg.eval.nms_pre
+    return model
+
+
+def build_train_transform(cfg: Config) -> TrainPipeline:
+    """The training pipeline of ``cfg.data`` (geometry, flip, BAG-CP)."""
+    geometry = cfg.data.input
+    return build_train_pipeline(
+        mode=geometry.mode,
+        size=geometry.size,
+        keep_ratio=geometry.keep_ratio,
+        scale=geometry.scale,
+        crop_size=geometry.crop_size,
+        flip_prob=cfg.data.flip_prob,
+        bagcp=cfg.data.bagcp.mode if cfg.data.bagcp.enabled else None,
+        bagcp_prob=cfg.data.bagcp.prob,
+    )
+
+
+def build_eval_transform(cfg: Config) -> Any:
+    """The eval pipeline: the official resize, or native resolution (scaled like training)."""
+    geometry = cfg.data.input
+    if cfg.eval.protocol == "resize":
+        return build_eval_pipeline(mode="resize", size=geometry.size, keep_ratio=geometry.keep_ratio)
+    return build_eval_pipeline(mode="native", scale=geometry.scale)
