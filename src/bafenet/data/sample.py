@@ -16,6 +16,8 @@ Conventions (all readers produce them, all transforms keep them):
 * ``sky_mask``: (H, W) uint8, 1 sky, 0 not sky, 255 unknown (ignored by losses/metrics).
 * ``image_id``: the file stem; ``path``: the image file it came from (``None`` if made
   in memory).
+* ``geometry``: how the sample's coordinates map back to the file's pixels
+  (:class:`bafenet.data.transforms.Geometry`, set by the transforms; ``None`` = untouched).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +69,7 @@ class Sample:
     sky_mask: np.ndarray | None = None
     image_id: str = ""
     path: Path | None = None
+    geometry: Any = None  # bafenet.data.transforms.Geometry once transformed
 
     def __post_init__(self) -> None:
         self.image = np.asarray(self.image, dtype=np.float32)
@@ -111,4 +115,5 @@ class Sample:
             sky_mask=self.sky_mask.copy(),
             image_id=self.image_id,
             path=self.path,
+            geometry=self.geometry,
         )

@@ -61,6 +61,17 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def all_finite(finite: bool) -> bool:
+    """True when ``finite`` holds on every rank (so all ranks skip a bad step together)."""
+    if not is_distributed():
+        return finite
+    flag = torch.tensor([1.0 if finite else 0.0])
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item() > 0)
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

@@ -177,11 +177,11 @@ def train(
             with torch.autocast(device_type=device.type, enabled=use_amp):
                 losses = model(images, targets)
             loss = sum(losses.values())
-            if not torch.isfinite(loss):
+            values = {k: float(v.detach()) for k, v in losses.items()}  # one sync per step
+            if not dist_utils.all_finite(math.isfinite(sum(values.values()))):  # every rank skips together
                 bad_steps += 1
                 warnings.warn(
-                    f"non-finite loss at step {global_step} ({ {k: float(v) for k, v in losses.items()} }); "
-                    "skipping this step",
+                    f"non-finite loss at step {global_step} ({values}); skipping this step",
                     stacklevel=1,
                 )
                 optimizer.zero_grad(set_to_none=True)
@@ -203,9 +203,9 @@ def train(
             scheduler.step()
             global_step += 1
             n_steps += 1
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            sums["loss"] = sums.get("loss", 0.0) + float(loss)
+            values["loss"] = sum(values.values())
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
 
             t_end = time.perf_counter()
             wait, step_time = t_data - t_prev, t_end - t_prev
@@ -216,7 +216,7 @@ def train(
             lr = optimizer.param_groups[0]["lr"] * float(optimizer.param_groups[0].get("d", 1.0))
             ips = total_images / max(total_time, 1e-9)
             bar.set_postfix(
-                loss=f"{float(loss):.3f}",
+                loss=f"{values['loss']:.3f}",
                 lr=f"{lr:.2e}",
                 img_s=f"{ips:.2f}",
                 wait=f"{100 * total_wait / max(total_time, 1e-9):.0f}%",
@@ -226,8 +226,7 @@ def train(
                 logger.log_iter(
                     global_step,
                     {
-                        "loss": float(loss),
-                        **{k: float(v) for k, v in losses.items()},
+                        **values,
                         "lr": lr,
                         "images_per_s": ips,
                     },
