@@ -57,7 +57,7 @@ def _open(path: Path) -> Image.Image:
     try:
         img = Image.open(path)
         img.load()  # decode now, so truncated files fail here with the path
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"cannot decode image ({exc})") from exc
     return img
 
