@@ -1,0 +1,128 @@
+"""FCOS head with an optional sky-segmentation branch and cross-task module, shared over levels.
+
+Per level (reference §1.4-1.6): classification, regression and (optionally) sky towers of
+4 x [3x3 conv without bias + GroupNorm(32) + ReLU]; then, for BAFE-Net, the cross-task module
+on the (sky, cls) pair; predictors are 3x3 convs with bias: class logits and centerness from
+the classification feature, box distances ``exp(scale_l * conv)`` from the regression
+feature (in input pixels), one sky logit from the sky feature. The regression branch never
+sees the cross-task module.
+
+Init as the official head: every ``nn.Conv2d`` of the head (towers, predictors, LSK,
+refinement and selector convs) N(0, 0.01) with zero bias; the class bias is
+``-log((1 - 0.01) / 0.01)``; norms weight 1, bias 0; the exchange MLP keeps PyTorch's
+default ``nn.Linear`` init; per-level scales start at 1.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation
+
+
+class HeadOutputs(NamedTuple):
+    """Raw per-level head outputs, finest level first."""
+
+    cls_logits: list[Tensor]  # (B, num_classes, H_l, W_l)
+    box_distances: list[Tensor]  # (B, 4, H_l, W_l): left, top, right, bottom in input pixels
+    centerness_logits: list[Tensor]  # (B, 1, H_l, W_l)
+    sky_logits: list[Tensor] | None  # (B, 1, H_l, W_l), None without a sky branch
+
+
+class Scale(nn.Module):
+    """A learnable scalar multiplier (one per pyramid level)."""
+
+    def __init__(self, value: float = 1.0) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(value)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+def conv_tower(channels: int, depth: int = 4, groups: int = 32) -> nn.Sequential:
+    """``depth`` x [3x3 conv (no bias) + GroupNorm(groups) + ReLU], channels preserved."""
+    norm = partial(nn.GroupNorm, groups)
+    return nn.Sequential(
+        *[Conv2dNormActivation(channels, channels, 3, norm_layer=norm) for _ in range(depth)]
+    )
+
+
+def _predictor(channels: int, outputs: int) -> nn.Conv2d:
+    return nn.Conv2d(channels, outputs, 3, padding=1)
+
+
+class FCOSHead(nn.Module):
+    """The shared head.
+
+    Args:
+        num_levels: number of pyramid levels (one learnable scale each).
+        channels: feature channels (256).
+        num_classes: detection classes (1: "target").
+        with_sky: build the sky-segmentation tower and predictor.
+        cross_task: module mapping ``(sky, cls)`` tower outputs to new ``(sky, cls)``
+            features (BAFE-Net's :class:`~bafenet.models.exchange.CrossTaskExchange`);
+            requires ``with_sky``.
+        prior_prob: initial foreground probability of the class logits (0.01).
+        tower_depth: conv blocks per tower (4, the official head).
+    """
+
+    def __init__(
+        self,
+        num_levels: int,
+        channels: int = 256,
+        num_classes: int = 1,
+        with_sky: bool = False,
+        cross_task: nn.Module | None = None,
+        prior_prob: float = 0.01,
+        tower_depth: int = 4,
+    ) -> None:
+        super().__init__()
+        if cross_task is not None and not with_sky:
+            raise ValueError("a cross-task module needs the sky branch (with_sky=True)")
+        self.num_classes = num_classes
+        groups = min(32, channels)  # GroupNorm(32) as the official head; fewer for narrow heads
+        self.cls_tower = conv_tower(channels, tower_depth, groups)
+        self.reg_tower = conv_tower(channels, tower_depth, groups)
+        self.sky_tower = conv_tower(channels, tower_depth, groups) if with_sky else None
+        self.cross_task = cross_task
+        self.cls_pred = _predictor(channels, num_classes)
+        self.box_pred = _predictor(channels, 4)
+        self.centerness_pred = _predictor(channels, 1)
+        self.sky_pred = _predictor(channels, 1) if with_sky else None
+        self.scales = nn.ModuleList(Scale(1.0) for _ in range(num_levels))
+        self._init_weights(prior_prob)
+
+    def _init_weights(self, prior_prob: float) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.constant_(self.cls_pred.bias, -math.log((1 - prior_prob) / prior_prob))
+
+    @property
+    def with_sky(self) -> bool:
+        return self.sky_tower is not None
+
+    def forward(self, features: list[Tensor]) -> HeadOutputs:
+        """Pyramid levels (B, C, H_l, W_l), finest first -> :class:`HeadOutputs`."""
+        if len(features) != len(self.scales):
+            raise ValueError(f"head built for {len(self.scales)} levels, got {len(features)}")
+        cls_logits, box_distances, centerness, sky_logits = [], [], [], []
+        for x, scale in zip(features, self.scales, strict=True):
+            cls = self.cls_tower(x)
+            reg = self.reg_tower(x)
+            if self.sky_tower is not None:
+                sky = self.sky_tower(x)
+                if self.cross_task is not None:
+                    sky, cls = self.cross_task(sky, cls)
+                sky_logits.append(self.sky_pred(sky))
+            cls_logits.append(self.cls_pred(cls))
+            centerness.append(self.centerness_pred(cls))
+            box_distances.append(scale(self.box_pred(reg)).float().exp())
+        return HeadOutputs(cls_logits, box_distances, centerness, sky_logits if self.with_sky else None)

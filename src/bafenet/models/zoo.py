@@ -1,0 +1,186 @@
+"""Named model builders: ``fcos_r18`` .. ``bafenet_r50`` and ``build_model(name, **kwargs)``.
+
+Variants (reference §1):
+
+* ``fcos_*``: detection only (cls / reg towers), 3 levels P3..P5;
+* ``fcos_seg_*``: plus the sky-segmentation tower and logit, no interaction between tasks;
+* ``bafenet_*``: plus the cross-task module (shared LSK attention, per-task refinement,
+  dynamic channel hard-exchange) between the sky and classification features.
+
+Keyword arguments of every builder (faithful defaults):
+
+* ``weights_backbone``: ``None`` (random), ``"IMAGENET1K_V1"``/``"imagenet"``, or a file;
+* ``p2=False``: add a stride-4 level P2 (from C2) for tiny targets; its default regress
+  ranges are ``P2_REGRESS_RANGES``;
+* ``regress_ranges``: override the per-level ranges (one ``(lo, hi)`` per level);
+* ``center_sampling=False``, ``center_radius=1.5``: FCOS centre sampling;
+* ``caffe_style=True``: stride on the 1x1 convs of ResNet-50 (no effect on R18/R34);
+* ``num_classes=1``;
+* ``channels=256``: width of the FPN levels and of the head (a narrower head, e.g. 64, is
+  a CPU-sized variant: the towers are 85% of the faithful model's time);
+* ``tower_depth=4``: conv blocks per head tower.
+
+Only ``bafenet_*``: ``lsk=True``, ``lsk_residual=False``, ``exchange=True``,
+``exchange_ratio=0.5``, ``selector="fixed"`` (or ``"learned"``), ``mlp_hidden=64``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from bafenet.errors import BafenetError
+from bafenet.models.backbone import ResNetBackbone
+from bafenet.models.detector import FCOSDetector
+from bafenet.models.exchange import CrossTaskExchange, SelectorMode
+from bafenet.models.head import FCOSHead
+from bafenet.models.neck import FPN
+from bafenet.models.targets import OFFICIAL_REGRESS_RANGES
+
+COMMON_OPTIONS = (
+    "weights_backbone",
+    "p2",
+    "regress_ranges",
+    "center_sampling",
+    "center_radius",
+    "caffe_style",
+    "num_classes",
+    "channels",
+    "tower_depth",
+)
+BAFENET_OPTIONS = ("lsk", "lsk_residual", "exchange", "exchange_ratio", "selector", "mlp_hidden")
+P2_REGRESS_RANGES: tuple[tuple[float, float], ...] = (
+    (-1.0, 32.0),
+    (32.0, 64.0),
+    (64.0, 128.0),
+    (128.0, 256.0),
+)
+
+
+def _detector(
+    depth: int,
+    with_sky: bool,
+    cross_task: CrossTaskExchange | None,
+    weights_backbone: str | Path | None = None,
+    p2: bool = False,
+    regress_ranges: Sequence[tuple[float, float]] | None = None,
+    center_sampling: bool = False,
+    center_radius: float = 1.5,
+    caffe_style: bool = True,
+    num_classes: int = 1,
+    channels: int = 256,
+    tower_depth: int = 4,
+) -> FCOSDetector:
+    backbone = ResNetBackbone(depth, weights_backbone, caffe_style=caffe_style)
+    first_level = 0 if p2 else 1  # index of the finest backbone map used: C2 or C3
+    strides = [4, 8, 16, 32][first_level:]
+    if regress_ranges is None:
+        regress_ranges = P2_REGRESS_RANGES if p2 else OFFICIAL_REGRESS_RANGES
+    if len(regress_ranges) != len(strides):
+        raise ValueError(
+            f"{len(strides)} levels need {len(strides)} regress ranges, got {len(regress_ranges)}"
+        )
+    neck = FPN(backbone.out_channels[first_level:], channels)
+    head = FCOSHead(
+        len(strides), channels, num_classes, with_sky=with_sky, cross_task=cross_task, tower_depth=tower_depth
+    )
+    model = FCOSDetector(
+        backbone, neck, head, strides, regress_ranges, first_level, center_sampling, center_radius
+    )
+    return model.to(memory_format=torch.channels_last)  # layout only: measured faster on CPU
+
+
+def _bafenet(
+    depth: int,
+    lsk: bool = True,
+    lsk_residual: bool = False,
+    exchange: bool = True,
+    exchange_ratio: float = 0.5,
+    selector: SelectorMode = "fixed",
+    mlp_hidden: int = 64,
+    **common,
+) -> FCOSDetector:
+    channels = common.get("channels", 256)
+    cross_task = CrossTaskExchange(
+        channels, lsk, lsk_residual, exchange, exchange_ratio, selector, mlp_hidden, channels // 2
+    )
+    return _detector(depth, True, cross_task, **common)
+
+
+def fcos_r18(**kwargs) -> FCOSDetector:
+    """FCOS, ResNet-18, P3-P5, detection only."""
+    return _detector(18, False, None, **kwargs)
+
+
+def fcos_r34(**kwargs) -> FCOSDetector:
+    """FCOS, ResNet-34, P3-P5, detection only."""
+    return _detector(34, False, None, **kwargs)
+
+
+def fcos_r50(**kwargs) -> FCOSDetector:
+    """FCOS, ResNet-50, P3-P5, detection only."""
+    return _detector(50, False, None, **kwargs)
+
+
+def fcos_seg_r18(**kwargs) -> FCOSDetector:
+    """FCOS + sky segmentation branch, ResNet-18, no exchange."""
+    return _detector(18, True, None, **kwargs)
+
+
+def fcos_seg_r34(**kwargs) -> FCOSDetector:
+    """FCOS + sky segmentation branch, ResNet-34, no exchange."""
+    return _detector(34, True, None, **kwargs)
+
+
+def fcos_seg_r50(**kwargs) -> FCOSDetector:
+    """FCOS + sky segmentation branch, ResNet-50, no exchange."""
+    return _detector(50, True, None, **kwargs)
+
+
+def bafenet_r18(**kwargs) -> FCOSDetector:
+    """BAFE-Net, ResNet-18."""
+    return _bafenet(18, **kwargs)
+
+
+def bafenet_r34(**kwargs) -> FCOSDetector:
+    """BAFE-Net, ResNet-34."""
+    return _bafenet(34, **kwargs)
+
+
+def bafenet_r50(**kwargs) -> FCOSDetector:
+    """BAFE-Net, ResNet-50."""
+    return _bafenet(50, **kwargs)
+
+
+MODELS: dict[str, Callable[..., FCOSDetector]] = {
+    fn.__name__: fn
+    for fn in (
+        fcos_r18, fcos_r34, fcos_r50,
+        fcos_seg_r18, fcos_seg_r34, fcos_seg_r50,
+        bafenet_r18, bafenet_r34, bafenet_r50,
+    )
+}  # fmt: skip
+
+
+class ModelOptionError(BafenetError, ValueError):
+    """An unknown model name or an option the model does not have."""
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    return list(MODELS)
+
+
+def build_model(name: str, **kwargs) -> FCOSDetector:
+    """Build the model called ``name`` with the builder's keyword arguments (switches)."""
+    if name not in MODELS:
+        raise ModelOptionError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    allowed = COMMON_OPTIONS + (BAFENET_OPTIONS if name.startswith("bafenet") else ())
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ModelOptionError(
+            f"model {name} has no option {', '.join(unknown)}; options: {', '.join(allowed)}"
+        )
+    return MODELS[name](**kwargs)
