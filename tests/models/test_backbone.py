@@ -85,3 +85,11 @@ def test_fpn_levels_and_xavier_init():
         bound = (6 / (fan_in + fan_out)) ** 0.5  # Xavier-uniform
         assert conv.weight.abs().max() <= bound
         assert conv.weight.abs().max() > 0.9 * bound
+
+
+def test_weight_names_resolve_to_torchvision_enums():
+    from bafenet.models.backbone import _weights_enum
+
+    assert _weights_enum(models.ResNet18_Weights, "IMAGENET1K_V1") is models.ResNet18_Weights.IMAGENET1K_V1
+    assert _weights_enum(models.ResNet50_Weights, "imagenet") is models.ResNet50_Weights.IMAGENET1K_V1
+    assert _weights_enum(models.ResNet18_Weights, "/some/file.pth") is None

@@ -23,6 +23,7 @@ VARIANTS = [(name, {}) for name in MODELS] + [
     ("bafenet_r18", {"exchange": False}),
     ("bafenet_r18", {"exchange_ratio": 0.25, "selector": "learned", "lsk_residual": True}),
     ("fcos_r18", {"center_sampling": True}),
+    ("bafenet_r18", {"channels": 64, "tower_depth": 2}),
 ]
 
 

@@ -29,7 +29,11 @@ DEMO_OVERRIDES = [
     "data.workers=1",
     "data.cache=true",
     "train.batch_size=4",
-    "train.warmup_iters=20",
+    "train.optimizer=adamw",
+    "train.lr=0.002",
+    "train.weight_decay=0.0001",
+    "train.warmup_iters=30",
+    "train.warmup_factor=0.1",
     "eval.protocol=native",
     "eval.pd_score_thr=0.3",
 ]
@@ -110,7 +114,8 @@ def _write_report(out: Path, metrics: dict, summary, files: list[Path], passed: 
     from bafenet.fileio import write_text
 
     pngs = [p for p in files if p.suffix == ".png"]
-    curves = [p for p in (out / "train" / "loss_curves.png", out / "train" / "metric_curves.png") if p.exists()]
+    curves = [out / "train" / name for name in ("loss_curves.png", "metric_curves.png")]
+    curves = [p for p in curves if p.exists()]
     rel = [p.relative_to(out).as_posix() for p in curves + pngs]
     table = format_table(metrics)
     verdict = "PASS" if passed else "FAIL"
@@ -136,8 +141,8 @@ def _write_report(out: Path, metrics: dict, summary, files: list[Path], passed: 
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
         "figure{display:inline-block;margin:8px}</style></head><body>"
         f"<h1>bafenet demo report</h1><p>{html.escape(md[2])}</p><pre>{html.escape(table)}</pre>"
-        f"<details><summary>all metrics</summary><pre>{html.escape(json.dumps(metrics, indent=1, default=str))}"
-        f"</pre></details>{body}</body></html>"
+        "<details><summary>all metrics</summary><pre>"
+        f"{html.escape(json.dumps(metrics, indent=1, default=str))}</pre></details>{body}</body></html>"
     )
     write_text(out / "report.html", page)
 
