@@ -316,3 +316,4 @@ def test_real_pairs_follow_the_rules(real_devkit) -> None:
         src = resize(dataset[len(dataset) - 1 - i], 512)
         out, records = FAITHFUL.paste(dst, src, rng)
         check_paste(dst, out, records, FAITHFUL, source_boxes=src.boxes)
+        assert out.num_targets == dst.num_targets + len(records)

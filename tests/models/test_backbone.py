@@ -93,3 +93,19 @@ def test_weight_names_resolve_to_torchvision_enums():
     assert _weights_enum(models.ResNet18_Weights, "IMAGENET1K_V1") is models.ResNet18_Weights.IMAGENET1K_V1
     assert _weights_enum(models.ResNet50_Weights, "imagenet") is models.ResNet50_Weights.IMAGENET1K_V1
     assert _weights_enum(models.ResNet18_Weights, "/some/file.pth") is None
+
+
+def test_offline_imagenet_weights_give_a_clear_error(monkeypatch) -> None:
+    import urllib.error
+
+    import torchvision.models._api as api
+
+    from bafenet.errors import BafenetError
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(BafenetError, match="weights_backbone=null"):
+        ResNetBackbone(18, "imagenet")

@@ -68,7 +68,13 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = Path(dist_utils.broadcast_object(str(run_dir) if run_dir else None))
     if dist_utils.is_main_process():
         print(f"run folder: {run_dir}")
-    summary = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    try:
+        summary = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    except BaseException:
+        empty = run_dir.is_dir() and not any(run_dir.iterdir())
+        if not args.resume and dist_utils.is_main_process() and empty:
+            run_dir.rmdir()  # leave no empty run folder behind
+        raise
     if dist_utils.is_main_process():
         print(
             f"done: {summary.epochs_done} epochs, best val mAP07 {summary.best_map07:.4f}; "

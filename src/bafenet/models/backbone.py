@@ -31,7 +31,7 @@ from torchvision import models
 from torchvision.models.resnet import Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 
-from bafenet.errors import DataError
+from bafenet.errors import BafenetError, DataError
 
 _RESNETS: dict[int, tuple[Callable[..., models.ResNet], type]] = {
     18: (models.resnet18, models.ResNet18_Weights),
@@ -122,7 +122,14 @@ class ResNetBackbone(nn.Module):
             raise ValueError(f"ResNet depth must be one of {sorted(_RESNETS)}, got {depth}")
         builder, weights_cls = _RESNETS[depth]
         enum = _weights_enum(weights_cls, str(weights)) if isinstance(weights, str) else None
-        net = builder(weights=enum, norm_layer=FrozenBatchNorm)
+        try:
+            net = builder(weights=enum, norm_layer=FrozenBatchNorm)
+        except OSError as exc:  # URLError, a truncated cache file, no disk space, ...
+            raise BafenetError(
+                f"cannot get torchvision's {enum} weights for ResNet-{depth} ({exc}); on an offline "
+                "machine pass a local torchvision state dict (model.weights_backbone=PATH) or train "
+                "from random initialisation (model.weights_backbone=null)"
+            ) from None
         if weights is not None and enum is None:
             _load_local_weights(net, Path(weights), depth)
         if caffe_style:
