@@ -2,19 +2,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import torch
-
 from bafenet.cli import main
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small inputs: one thread is as fast and immune to a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_info_json_is_one_object_with_the_reference_count(capsys):

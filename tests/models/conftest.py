@@ -6,15 +6,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny inputs: one thread is as fast and immune to a busy second core (OpenMP barrier waits)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_batch(
     height: int, width: int, boxes: list[list[list[float]]], seed: int = 0
 ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
