@@ -115,9 +115,13 @@ class EvalConfig:
     nms_iou: float = 0.5
     max_per_img: int = 100
     nms_pre: int = 1000
-    # resize: whole frame resized like training (official); native: original resolution;
-    # tiles: native resolution in overlapping tiles
+    # resize: whole frame resized like training (official); native: whole frame at `scale`;
+    # tiles: the frame at `scale` cut into overlapping tiles, detections merged (NMS)
     protocol: Literal["resize", "native", "tiles"] = "resize"
+    scale: float | None = None  # native / tiles: resize factor (null: data.input.scale)
+    max_side: int | None = None  # native / tiles: cap the scaled long side (large frames get less)
+    tile_size: int = 1024  # tiles: side of a tile, in network-input pixels
+    tile_overlap: int = 64  # tiles: overlap of neighbouring tiles (> twice the largest target)
     iou_threshold: float = 0.5  # VOC AP
     pd_distance_px: float = 3.0  # IRSTD Pd: centroid distance below this counts as detected
     pd_score_thr: float = 0.3  # operating point for Pd / false alarms
@@ -230,6 +234,10 @@ def validate(cfg: Config) -> None:
             "train.clip_grad_norm must be > 0",
         ),
         (cfg.train.val_interval >= 1, "train.val_interval must be >= 1"),
+        (cfg.eval.scale is None or cfg.eval.scale > 0, "eval.scale must be > 0"),
+        (cfg.eval.max_side is None or cfg.eval.max_side >= 32, "eval.max_side must be >= 32"),
+        (cfg.eval.tile_size >= 64, "eval.tile_size must be >= 64"),
+        (0 <= cfg.eval.tile_overlap < cfg.eval.tile_size, "eval.tile_overlap must be in [0, tile_size)"),
         (
             cfg.train.max_time_minutes is None or cfg.train.max_time_minutes > 0,
             "train.max_time_minutes must be > 0",

@@ -109,3 +109,29 @@ def test_offline_imagenet_weights_give_a_clear_error(monkeypatch) -> None:
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(BafenetError, match="weights_backbone=null"):
         ResNetBackbone(18, "imagenet")
+
+
+def test_trainable_batchnorm_and_scaled_width():
+    backbone = ResNetBackbone(18, norm="batch", width=32)
+    assert backbone.out_channels == [32, 64, 128, 256]
+    feats = backbone(torch.randn(2, 3, 64, 96))
+    assert [f.shape[1] for f in feats] == backbone.out_channels
+    assert [tuple(f.shape[-2:]) for f in feats] == [(16, 24), (8, 12), (4, 6), (2, 3)]
+    norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 20 and all(m.weight.requires_grad for m in norms)
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in backbone.modules())
+    # training mode updates the running statistics (unlike the frozen default)
+    before = norms[0].running_mean.clone()
+    backbone.train()
+    backbone(torch.randn(2, 3, 64, 96) * 5 + 3)
+    assert not torch.equal(norms[0].running_mean, before)
+    # torchvision's blocks at a quarter of the parameters of the standard width
+    standard = sum(p.numel() for p in ResNetBackbone(18).parameters())
+    assert sum(p.numel() for p in backbone.parameters()) < standard / 3.5
+
+
+def test_backbone_option_errors():
+    with pytest.raises(ValueError, match="norm"):
+        ResNetBackbone(18, norm="group")
+    with pytest.raises(ValueError, match="width 64 only"):
+        ResNetBackbone(18, weights="imagenet", width=32)

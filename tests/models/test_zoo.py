@@ -24,6 +24,8 @@ VARIANTS = [(name, {}) for name in MODELS] + [
     ("bafenet_r18", {"exchange_ratio": 0.25, "selector": "learned", "lsk_residual": True}),
     ("fcos_r18", {"center_sampling": True}),
     ("bafenet_r18", {"channels": 64, "tower_depth": 2}),
+    ("bafenet_hr", {"exchange": False, "channels": 48}),
+    ("fcos_r18", {"backbone_norm": "batch", "backbone_width": 16}),
 ]
 
 
@@ -34,7 +36,7 @@ def test_variant_trains_and_predicts(name, options, batch_factory):
     images, targets = batch_factory(64, 64, [[[8.0, 10.0, 40.0, 44.0], [50.0, 50.0, 53.0, 53.0]], []])
     model.train()
     losses = model(images, targets)
-    expected = {"loss_cls", "loss_box", "loss_centerness"} | ({"loss_sky"} if "fcos_r" not in name else set())
+    expected = {"loss_cls", "loss_box", "loss_centerness"} | ({"loss_sky"} if not name.startswith("fcos_r") and name != "fcos_hr" else set())
     assert set(losses) == expected
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
@@ -45,7 +47,7 @@ def test_variant_trains_and_predicts(name, options, batch_factory):
         results = model(images)
     assert len(results) == 2
     assert ("sky_prob" in results[0]) == model.head.with_sky
-    levels = 4 if options.get("p2") else 3
+    levels = 4 if options.get("p2") or name.endswith("_hr") else 3
     assert len(model.strides) == levels == len(model.head.scales)
 
 

@@ -16,9 +16,8 @@ from pathlib import Path
 # synthetic frames upsampled x2 and cropped to 256 px so that the 3-5 px targets get FCOS
 # positives at stride 8, evaluated on whole frames at the same x2 scale.
 DEMO_OVERRIDES = [
-    "model.name=bafenet_r18",
+    "model.name=bafenet_hr",
     "model.weights_backbone=null",
-    "model.kwargs={channels: 64}",
     "data.train_split=train",
     "data.val_split=val",
     "eval.split=val",

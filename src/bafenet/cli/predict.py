@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bafenet.cli.val import add_geometry_arguments, geometry_overrides
 from bafenet.data.imageio import read_image
 from bafenet.data.sample import Sample
 from bafenet.engine.runs import new_run_dir
@@ -19,7 +20,7 @@ def _predict(args: argparse.Namespace) -> int:
     from bafenet.viz import save_png
 
     device = local_device(args.device)
-    model, cfg, ckpt = load_trained_model(args.weights, device, args.overrides)
+    model, cfg, ckpt = load_trained_model(args.weights, device, [*args.overrides, *geometry_overrides(args)])
     files = image_files(args.sources)
     out = Path(args.out) if args.out else new_run_dir(Path(args.project) / "predict", ckpt["model_name"])
     results = []
@@ -53,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", required=True, help="checkpoint")
     p.add_argument("--score-thr", type=float, default=0.3, help="keep detections at or above (default 0.3)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_geometry_arguments(p)
     p.add_argument("--out", default=None, help="output folder (default: runs/predict/NAME)")
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")
     p.add_argument(

@@ -10,6 +10,39 @@ from bafenet.engine.checkpoint import load_checkpoint, load_weights
 from bafenet.engine.runs import new_run_dir
 
 
+def add_geometry_arguments(p: argparse.ArgumentParser) -> None:
+    """The evaluation-geometry flags shared by ``val`` and ``predict`` (eval.* overrides)."""
+    g = p.add_argument_group("input geometry (default: the checkpoint's eval settings)")
+    g.add_argument(
+        "--protocol",
+        choices=["resize", "native", "tiles"],
+        default=None,
+        help="resize: whole frame to the training size (official 512x512); native: whole frame "
+        "at --scale; tiles: the frame at --scale in overlapping tiles merged by NMS",
+    )
+    g.add_argument("--scale", type=float, default=None, help="native/tiles: resize factor (e.g. 2)")
+    g.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="native/tiles: at most this long side after scaling (large frames get a smaller factor)",
+    )
+    g.add_argument("--tile-size", type=int, default=None, help="tiles: tile side in input pixels")
+    g.add_argument("--tile-overlap", type=int, default=None, help="tiles: overlap in input pixels")
+
+
+def geometry_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``eval.*`` overrides named by :func:`add_geometry_arguments` flags."""
+    pairs = [
+        ("protocol", args.protocol),
+        ("scale", args.scale),
+        ("max_side", args.max_side),
+        ("tile_size", args.tile_size),
+        ("tile_overlap", args.tile_overlap),
+    ]
+    return [f"eval.{key}={value}" for key, value in pairs if value is not None]
+
+
 def _val(args: argparse.Namespace) -> int:
     from bafenet.data import open_dataset
     from bafenet.engine import distributed as dist_utils
@@ -25,6 +58,7 @@ def _val(args: argparse.Namespace) -> int:
         overrides.append(f"eval.split={args.split}")
     if args.batch_size:
         overrides.append(f"eval.batch_size={args.batch_size}")
+    overrides += geometry_overrides(args)
     for override in overrides:
         apply_override(raw, override)
     cfg = config_from_dict(raw)
@@ -62,6 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split to evaluate (default: the config's eval.split)")
     p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (same results)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_geometry_arguments(p)
     p.add_argument("--out", default=None, help="output folder (default: runs/val/NAME)")
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides, e.g. eval.score_thr=0.1")

@@ -144,9 +144,11 @@ def build_eval_pipeline(
     keep_ratio: bool = False,
     scale: float = 1.0,
     antialias: bool = False,
+    max_side: int | None = None,
 ) -> Compose:
     """The evaluation pipeline, called as ``pipeline(sample)``: the official 512 x 512 resize,
-    or the native resolution (optionally resized by ``scale``)."""
+    or the native resolution (optionally resized by ``scale``, at most to a long side of
+    ``max_side``)."""
     if mode == "resize":
         return Compose(
             (
@@ -158,7 +160,9 @@ def build_eval_pipeline(
             )
         )
     if mode == "native":
-        return Compose((Resize(size=None, scale=scale, antialias=antialias),) if scale != 1.0 else ())
+        if scale == 1.0 and max_side is None:
+            return Compose(())
+        return Compose((Resize(size=None, scale=scale, antialias=antialias, max_side=max_side),))
     raise ValueError(f"unknown input mode {mode!r} (resize or native)")
 
 

@@ -355,17 +355,25 @@ Transform = Callable[[Sample, np.random.Generator], Sample]
 
 @dataclass(frozen=True)
 class Resize:
-    """:func:`resize` as a pipeline step (give ``size`` or ``scale``)."""
+    """:func:`resize` as a pipeline step (give ``size`` or ``scale``).
+
+    With ``scale`` and ``max_side``, a frame is resized by ``min(scale, max_side / long side)``:
+    small frames get the full factor, large ones only as much as keeps them within ``max_side``.
+    """
 
     size: int | tuple[int, int] | None = 512
     scale: float | None = None
     keep_ratio: bool = False
     antialias: bool = False
+    max_side: int | None = None
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        return resize(
-            sample, self.size, scale=self.scale, keep_ratio=self.keep_ratio, antialias=self.antialias
-        )
+        scale = self.scale
+        if scale is not None and self.max_side is not None:
+            scale = min(scale, self.max_side / max(sample.height, sample.width))
+        if scale is not None and self.size is None and scale == 1.0:
+            return sample
+        return resize(sample, self.size, scale=scale, keep_ratio=self.keep_ratio, antialias=self.antialias)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from bafenet.config import EvalConfig
 from bafenet.data.collate import collate_samples
 from bafenet.data.sample import Sample
 from bafenet.engine.distributed import all_gather_objects, is_main_process, rank, world_size
+from bafenet.engine.tiling import predict_tiled
 from bafenet.metrics import DetectionEvaluator, SkyIoU, TargetLevelEvaluator
 
 
@@ -58,8 +59,22 @@ def predict_samples(
     originals: list[Sample],
     transformed: list[Sample],
     device: torch.device,
+    cfg: EvalConfig | None = None,
 ) -> list[dict[str, torch.Tensor]]:
-    """Run the model on one batch; boxes come back in original-image coordinates."""
+    """Run the model on one batch; boxes come back in original-image coordinates.
+
+    With ``cfg.protocol == "tiles"`` each frame is predicted tile by tile
+    (:func:`bafenet.engine.tiling.predict_tiled`); ``sky_prob`` stays in input coordinates.
+    """
+    if cfg is not None and cfg.protocol == "tiles":
+        outputs = []
+        for sample, t in zip(originals, transformed, strict=True):
+            image = torch.from_numpy(t.image)[None]  # (1, H, W)
+            out = predict_tiled(model, image, cfg.tile_size, cfg.tile_overlap, device)
+            factors = [sample.width / t.width, sample.height / t.height] * 2
+            out["boxes"] = out["boxes"] * out["boxes"].new_tensor(factors)
+            outputs.append(out)
+        return outputs
     images, _ = collate_samples(transformed)
     outputs = model(
         images.to(device),
@@ -100,7 +115,7 @@ def evaluate(
         total=len(indices), desc="val", unit="img", disable=not (progress and is_main_process()), leave=False
     )
     for originals, transformed in _batches(dataset, indices, transform, cfg.batch_size):
-        outputs = predict_samples(model, originals, transformed, device)
+        outputs = predict_samples(model, originals, transformed, device, cfg)
         for sample, t, out in zip(originals, transformed, outputs, strict=True):
             boxes = out["boxes"].float().cpu().numpy()
             scores = out["scores"].float().cpu().numpy()

@@ -57,7 +57,7 @@ def predict_sample(
 ) -> dict[str, np.ndarray]:
     """Detections of one sample in original-image coordinates (``boxes``, ``scores``)."""
     transformed = build_eval_transform(cfg)(sample)
-    out = predict_samples(model, [sample], [transformed], device)[0]
+    out = predict_samples(model, [sample], [transformed], device, cfg.eval)[0]
     return {"boxes": out["boxes"].float().cpu().numpy(), "scores": out["scores"].float().cpu().numpy()}
 
 

@@ -37,8 +37,10 @@ def build_train_transform(cfg: Config) -> TrainPipeline:
 
 
 def build_eval_transform(cfg: Config) -> Any:
-    """The eval pipeline: the official resize, or native resolution (scaled like training)."""
+    """The eval pipeline: the official resize, or whole frames at ``eval.scale`` (default: the
+    training scale) capped by ``eval.max_side``; the tiles protocol cuts the result later."""
     geometry = cfg.data.input
     if cfg.eval.protocol == "resize":
         return build_eval_pipeline(mode="resize", size=geometry.size, keep_ratio=geometry.keep_ratio)
-    return build_eval_pipeline(mode="native", scale=geometry.scale)
+    scale = cfg.eval.scale if cfg.eval.scale is not None else geometry.scale
+    return build_eval_pipeline(mode="native", scale=scale, max_side=cfg.eval.max_side)

@@ -1,5 +1,11 @@
 """ResNet-18/34/50 backbone (torchvision) with frozen BatchNorm, returning C2..C5.
 
+Two switches beyond the official backbone, for training from random initialisation:
+``norm="batch"`` (trainable BatchNorm instead of frozen: a frozen BN on random weights is an
+identity, and the network then trains as an unnormalised ResNet) and ``width`` (channels of
+the first stage, default 64; the other stages double it, as in ResNet). A width other than 64
+builds the same torchvision blocks with scaled channels and cannot load ImageNet weights.
+
 As in the official recipe, every BatchNorm is frozen (running statistics *and* affine
 parameters, :class:`torchvision.ops.FrozenBatchNorm2d` computed in one pass, so always in
 inference mode) while
@@ -28,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torchvision import models
-from torchvision.models.resnet import Bottleneck
+from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 from torchvision.ops import FrozenBatchNorm2d
 
 from bafenet.errors import BafenetError, DataError
@@ -39,6 +45,8 @@ _RESNETS: dict[int, tuple[Callable[..., models.ResNet], type]] = {
     50: (models.resnet50, models.ResNet50_Weights),
 }
 _WEIGHT_ALIASES = {"imagenet": "IMAGENET1K_V1"}
+_LAYERS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3])}
+NORMS = ("frozen", "batch")
 
 
 class FrozenBatchNorm(FrozenBatchNorm2d):
@@ -95,6 +103,37 @@ def _load_local_weights(net: models.ResNet, path: Path, depth: int) -> None:
     net.load_state_dict(state, strict=False)
 
 
+def _scaled_resnet(depth: int, width: int, norm_layer: Callable[[int], nn.Module]) -> models.ResNet:
+    """A torchvision ResNet whose stages have ``width * (1, 2, 4, 8)`` channels (random init).
+
+    Built from torchvision's own blocks, with torchvision's module names and initialisation
+    (Kaiming-normal convs, norms weight 1 / bias 0).
+    """
+    block, counts = _LAYERS[depth]
+    net = models.ResNet(block, counts, norm_layer=norm_layer)  # for the stem modules' types only
+    net.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = norm_layer(width)
+    in_ch = width
+    for index, (count, stride) in enumerate(zip(counts, (1, 2, 2, 2), strict=True)):
+        planes = width * 2**index
+        out_ch = planes * block.expansion
+        downsample = None
+        if stride != 1 or in_ch != out_ch:
+            downsample = nn.Sequential(conv1x1(in_ch, out_ch, stride), norm_layer(out_ch))
+        blocks = [block(in_ch, planes, stride, downsample, norm_layer=norm_layer)]
+        blocks += [block(out_ch, planes, norm_layer=norm_layer) for _ in range(count - 1)]
+        setattr(net, f"layer{index + 1}", nn.Sequential(*blocks))
+        in_ch = out_ch
+    net.fc = nn.Identity()
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return net
+
+
 def _move_strides_to_1x1(net: models.ResNet) -> None:
     """Caffe-style bottlenecks: stride-2 on the first 1x1 conv instead of on the 3x3."""
     for layer in (net.layer2, net.layer3, net.layer4):
@@ -111,19 +150,40 @@ class ResNetBackbone(nn.Module):
         depth: 18, 34 or 50.
         weights: ``None``, ``"IMAGENET1K_V1"`` / ``"imagenet"``, or a local state-dict path.
         caffe_style: move the stage strides onto the 1x1 convs (ResNet-50 only; default True).
+        norm: ``"frozen"`` (official: frozen BatchNorm) or ``"batch"`` (trainable BatchNorm).
+        width: channels of the first stage (64 = the standard ResNet; others need random init).
 
     Module names follow torchvision (``conv1``, ``bn1``, ``layer1`` .. ``layer4``), so a
     torchvision ResNet state dict (without ``fc``) loads into this module directly.
     """
 
-    def __init__(self, depth: int = 18, weights: str | Path | None = None, caffe_style: bool = True) -> None:
+    def __init__(
+        self,
+        depth: int = 18,
+        weights: str | Path | None = None,
+        caffe_style: bool = True,
+        norm: str = "frozen",
+        width: int = 64,
+    ) -> None:
         super().__init__()
         if depth not in _RESNETS:
             raise ValueError(f"ResNet depth must be one of {sorted(_RESNETS)}, got {depth}")
+        if norm not in NORMS:
+            raise ValueError(f"backbone norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        if width < 8:
+            raise ValueError(f"backbone width must be >= 8, got {width}")
+        if width != 64 and weights is not None:
+            raise ValueError(
+                f"pretrained weights exist for width 64 only (got width {width}); use weights=None"
+            )
+        norm_layer = FrozenBatchNorm if norm == "frozen" else nn.BatchNorm2d
         builder, weights_cls = _RESNETS[depth]
         enum = _weights_enum(weights_cls, str(weights)) if isinstance(weights, str) else None
         try:
-            net = builder(weights=enum, norm_layer=FrozenBatchNorm)
+            if width == 64:
+                net = builder(weights=enum, norm_layer=norm_layer)
+            else:
+                net = _scaled_resnet(depth, width, norm_layer)
         except OSError as exc:  # URLError, a truncated cache file, no disk space, ...
             raise BafenetError(
                 f"cannot get torchvision's {enum} weights for ResNet-{depth} ({exc}); on an offline "
@@ -137,7 +197,7 @@ class ResNetBackbone(nn.Module):
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         expansion = 4 if depth >= 50 else 1
-        self.out_channels = [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
+        self.out_channels = [width * 2**i * expansion for i in range(4)]
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """(B, 3, H, W) normalised image -> [C2, C3, C4, C5] at strides 4, 8, 16, 32."""

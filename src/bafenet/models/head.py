@@ -85,7 +85,8 @@ class FCOSHead(nn.Module):
         if cross_task is not None and not with_sky:
             raise ValueError("a cross-task module needs the sky branch (with_sky=True)")
         self.num_classes = num_classes
-        groups = min(32, channels)  # GroupNorm(32) as the official head; fewer for narrow heads
+        # GroupNorm(32) as the official head; narrow heads: the largest group count <= 32 that divides
+        groups = max(g for g in range(1, 33) if channels % g == 0)
         self.cls_tower = conv_tower(channels, tower_depth, groups)
         self.reg_tower = conv_tower(channels, tower_depth, groups)
         self.sky_tower = conv_tower(channels, tower_depth, groups) if with_sky else None

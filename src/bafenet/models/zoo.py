@@ -18,7 +18,9 @@ Keyword arguments of every builder (faithful defaults):
 * ``num_classes=1``;
 * ``channels=256``: width of the FPN levels and of the head (a narrower head, e.g. 64, is
   a CPU-sized variant: the towers are 85% of the faithful model's time);
-* ``tower_depth=4``: conv blocks per head tower.
+* ``tower_depth=4``: conv blocks per head tower;
+* ``backbone_norm="frozen"``: ``"batch"`` trains the backbone's BatchNorm (from random init);
+* ``backbone_width=64``: channels of the first ResNet stage (random init only if not 64).
 
 Only ``bafenet_*``: ``lsk=True``, ``lsk_residual=False``, ``exchange=True``,
 ``exchange_ratio=0.5``, ``selector="fixed"`` (or ``"learned"``), ``mlp_hidden=64``.
@@ -49,6 +51,8 @@ COMMON_OPTIONS = (
     "num_classes",
     "channels",
     "tower_depth",
+    "backbone_norm",
+    "backbone_width",
 )
 BAFENET_OPTIONS = ("lsk", "lsk_residual", "exchange", "exchange_ratio", "selector", "mlp_hidden")
 P2_REGRESS_RANGES: tuple[tuple[float, float], ...] = (
@@ -72,8 +76,12 @@ def _detector(
     num_classes: int = 1,
     channels: int = 256,
     tower_depth: int = 4,
+    backbone_norm: str = "frozen",
+    backbone_width: int = 64,
 ) -> FCOSDetector:
-    backbone = ResNetBackbone(depth, weights_backbone, caffe_style=caffe_style)
+    backbone = ResNetBackbone(
+        depth, weights_backbone, caffe_style=caffe_style, norm=backbone_norm, width=backbone_width
+    )
     first_level = 0 if p2 else 1  # index of the finest backbone map used: C2 or C3
     strides = [4, 8, 16, 32][first_level:]
     if regress_ranges is None:
@@ -154,12 +162,40 @@ def bafenet_r50(**kwargs) -> FCOSDetector:
     return _bafenet(50, **kwargs)
 
 
+# The high-resolution CPU family (see docs/model.md, "High-resolution models"): the paper's
+# model with a finer level and a lighter body, meant for frames upsampled x2 (3-px targets
+# become 6 px and get FCOS positives at the stride-4 level P2). Every default can be overridden.
+HR_DEFAULTS: dict[str, object] = {
+    "p2": True,  # stride-4 level: 98 % of targets get a positive at x2 input (reference §7)
+    "channels": 32,  # FPN / head width
+    "tower_depth": 2,
+    "backbone_norm": "batch",  # trained from random init: frozen BN would be an identity
+    "backbone_width": 32,  # ResNet-18 at half width: a quarter of the backbone's MACs
+}
+
+
+def fcos_hr(**kwargs) -> FCOSDetector:
+    """High-resolution FCOS (no sky branch): ResNet-18 at half width, P2-P5, 32-channel head."""
+    return _detector(18, False, None, **{**HR_DEFAULTS, **kwargs})
+
+
+def fcos_seg_hr(**kwargs) -> FCOSDetector:
+    """High-resolution FCOS + sky segmentation branch, no exchange."""
+    return _detector(18, True, None, **{**HR_DEFAULTS, **kwargs})
+
+
+def bafenet_hr(**kwargs) -> FCOSDetector:
+    """High-resolution BAFE-Net: the cross-task exchange on the half-width P2-P5 model."""
+    return _bafenet(18, **{**HR_DEFAULTS, **kwargs})
+
+
 MODELS: dict[str, Callable[..., FCOSDetector]] = {
     fn.__name__: fn
     for fn in (
         fcos_r18, fcos_r34, fcos_r50,
         fcos_seg_r18, fcos_seg_r34, fcos_seg_r50,
         bafenet_r18, bafenet_r34, bafenet_r50,
+        fcos_hr, fcos_seg_hr, bafenet_hr,
     )
 }  # fmt: skip
 
