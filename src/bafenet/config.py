@@ -102,6 +102,9 @@ class TrainConfig:
     seed: int = 0
     val_interval: int = 1  # validate every N epochs (and after the last one)
     max_time_minutes: float | None = None  # wall-clock budget; training stops after the epoch that hits it
+    # with max_time_minutes: fractions of the budget after which lr *= gamma (e.g. [0.8]); for
+    # time-budgeted runs whose epoch count is not known in advance
+    time_milestones: list[float] = field(default_factory=list)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -122,6 +125,8 @@ class EvalConfig:
     max_side: int | None = None  # native / tiles: cap the scaled long side (large frames get less)
     tile_size: int = 1024  # tiles: side of a tile, in network-input pixels
     tile_overlap: int = 64  # tiles: overlap of neighbouring tiles (> twice the largest target)
+    # run the network under autocast (bf16 on CPU, fp16 on CUDA); decoding stays float32
+    amp: bool = False
     iou_threshold: float = 0.5  # VOC AP
     pd_distance_px: float = 3.0  # IRSTD Pd: centroid distance below this counts as detected
     pd_score_thr: float = 0.3  # operating point for Pd / false alarms
@@ -234,6 +239,15 @@ def validate(cfg: Config) -> None:
             "train.clip_grad_norm must be > 0",
         ),
         (cfg.train.val_interval >= 1, "train.val_interval must be >= 1"),
+        (
+            cfg.train.time_milestones == sorted(set(cfg.train.time_milestones))
+            and all(0.0 < f < 1.0 for f in cfg.train.time_milestones),
+            "train.time_milestones must be increasing fractions in (0, 1)",
+        ),
+        (
+            not cfg.train.time_milestones or cfg.train.max_time_minutes is not None,
+            "train.time_milestones need train.max_time_minutes",
+        ),
         (cfg.eval.scale is None or cfg.eval.scale > 0, "eval.scale must be > 0"),
         (cfg.eval.max_side is None or cfg.eval.max_side >= 32, "eval.max_side must be >= 32"),
         (cfg.eval.tile_size >= 64, "eval.tile_size must be >= 64"),

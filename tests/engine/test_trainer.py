@@ -177,3 +177,27 @@ def test_torchrun_two_gloo_processes(tiny_devkit: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "ddp-2").exists(), "only rank 0 creates the run folder"
     metrics = load_checkpoint(run / "last.pt")["metadata"]["metrics"]
     assert metrics["num_images"] == 2  # both ranks' validation images merged
+
+
+def test_time_milestones_decay_the_lr_after_their_share_of_the_budget() -> None:
+    from bafenet.config import ConfigError, load_config
+    from bafenet.engine.trainer import _budget_step
+
+    cfg = load_config(
+        None, ["train.max_time_minutes=10", "train.time_milestones=[0.5, 0.9]", "train.gamma=0.1"]
+    )
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    now = time.monotonic()
+    assert _budget_step(optimizer, cfg, 600.0, now) < 0.01
+    assert optimizer.param_groups[0]["lr"] == 1.0
+    used = _budget_step(optimizer, cfg, 600.0, now - 360.0)  # 60 % of the budget used
+    assert 0.6 <= used < 0.61 and optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    optimizer.param_groups[0]["lr"] = 1.0  # what the epoch scheduler sets at each step
+    assert _budget_step(optimizer, cfg, 600.0, now - 580.0) < 1.0
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+    assert _budget_step(optimizer, cfg, None, now) == 0.0
+    with pytest.raises(ConfigError, match="time_milestones need"):
+        load_config(None, ["train.time_milestones=[0.8]"])
+    with pytest.raises(ConfigError, match="fractions"):
+        load_config(None, ["train.max_time_minutes=1", "train.time_milestones=[1.5]"])

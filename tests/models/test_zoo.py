@@ -36,7 +36,9 @@ def test_variant_trains_and_predicts(name, options, batch_factory):
     images, targets = batch_factory(64, 64, [[[8.0, 10.0, 40.0, 44.0], [50.0, 50.0, 53.0, 53.0]], []])
     model.train()
     losses = model(images, targets)
-    expected = {"loss_cls", "loss_box", "loss_centerness"} | ({"loss_sky"} if not name.startswith("fcos_r") and name != "fcos_hr" else set())
+    expected = {"loss_cls", "loss_box", "loss_centerness"} | (
+        {"loss_sky"} if not name.startswith("fcos_r") and name != "fcos_hr" else set()
+    )
     assert set(losses) == expected
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()

@@ -72,6 +72,17 @@ def all_finite(finite: bool) -> bool:
     return bool(flag.item() > 0)
 
 
+def max_over_ranks(value: float) -> float:
+    """The largest ``value`` of all ranks (so time-based decisions are taken together)."""
+    if not is_distributed():
+        return value
+    flag = torch.tensor([float(value)], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return float(flag.item())
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

@@ -7,6 +7,7 @@ each process predicts a shard of the images and the metric accumulators are merg
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ class Prediction:
     scores: np.ndarray  # (K,)
     gt_boxes: np.ndarray  # (N, 4) original coordinates
     image_size: tuple[int, int]  # original (H, W)
+    gt_points: np.ndarray | None = None  # (N, 2) target centres when the labels give them
 
 
 def _batches(
@@ -63,9 +65,14 @@ def predict_samples(
 ) -> list[dict[str, torch.Tensor]]:
     """Run the model on one batch; boxes come back in original-image coordinates.
 
-    With ``cfg.protocol == "tiles"`` each frame is predicted tile by tile
+    With ``cfg.amp`` the network runs under autocast (bf16 on CPU, fp16 on CUDA). With
+    ``cfg.protocol == "tiles"`` each frame is predicted tile by tile
     (:func:`bafenet.engine.tiling.predict_tiled`); ``sky_prob`` stays in input coordinates.
     """
+    if cfg is not None and cfg.amp:
+        dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+        with torch.autocast(device.type, dtype=dtype):
+            return predict_samples(model, originals, transformed, device, dataclasses.replace(cfg, amp=False))
     if cfg is not None and cfg.protocol == "tiles":
         outputs = []
         for sample, t in zip(originals, transformed, strict=True):
@@ -132,8 +139,11 @@ def evaluate(
                 prob = out["sky_prob"].float().cpu().numpy()[: t.height, : t.width]
                 sky.add((prob > 0.5).astype(np.uint8), t.sky_mask)
             if keep_predictions:
+                points = sample.points if len(sample.points) == len(sample.boxes) else None
                 predictions.append(
-                    Prediction(sample.image_id, boxes, scores, sample.boxes, (sample.height, sample.width))
+                    Prediction(
+                        sample.image_id, boxes, scores, sample.boxes, (sample.height, sample.width), points
+                    )
                 )
         bar.update(len(originals))
     bar.close()
@@ -167,3 +177,33 @@ def _merge_across_ranks(det, irstd, sky, predictions):  # noqa: ANN001, ANN202 -
         sky.merge(other_sky)
         predictions.extend(other_pred)
     return det, irstd, sky, predictions
+
+
+SIZE_GROUPS = {"small": "long side <= 640 px", "large": "long side > 640 px"}
+
+
+def frame_size_group(image_size: tuple[int, int], limit: int = 640) -> str:
+    """``"small"`` for frames whose long side is at most ``limit`` pixels, else ``"large"``."""
+    return "small" if max(image_size) <= limit else "large"
+
+
+def metrics_by_frame_size(predictions: list[Prediction], cfg: EvalConfig) -> dict[str, dict[str, Any]]:
+    """Detection and IRSTD metrics of the small and the large frames separately.
+
+    Computed from kept predictions (``evaluate(..., keep_predictions=True)``), without running
+    the model again; a group without images is left out.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for name in SIZE_GROUPS:
+        members = [p for p in predictions if frame_size_group(p.image_size) == name]
+        if not members:
+            continue
+        det = DetectionEvaluator(iou_threshold=cfg.iou_threshold)
+        irstd = TargetLevelEvaluator(max_distance_px=cfg.pd_distance_px, score_threshold=cfg.pd_score_thr)
+        for p in members:
+            det.add(p.image_id, p.boxes, p.scores, p.gt_boxes)
+            irstd.add(
+                p.image_id, p.boxes, p.scores, p.gt_boxes, image_size=p.image_size, gt_centers=p.gt_points
+            )
+        groups[name] = {**det.compute(), **{f"irstd_{k}": v for k, v in irstd.compute().items()}}
+    return groups

@@ -10,6 +10,7 @@ uninterrupted run exactly.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import time
@@ -59,6 +60,9 @@ class TrainSummary:
     images_per_s: float = 0.0
     data_wait_share: float = 0.0
     stopped_by_budget: bool = False
+    images_seen: int = 0  # training images processed in this call (all ranks)
+    train_seconds: float = 0.0  # time spent in training steps, data waiting included
+    last_predictions: list = field(default_factory=list)  # detections of the final validation
 
 
 def seed_everything(seed: int) -> None:
@@ -148,9 +152,8 @@ def train(
         if resume is not None:
             logger.truncate_after(start_epoch - 1, global_step)
 
-    deadline = None
-    if cfg.train.max_time_minutes is not None:
-        deadline = time.monotonic() + 60.0 * cfg.train.max_time_minutes
+    budget_s = None if cfg.train.max_time_minutes is None else 60.0 * cfg.train.max_time_minutes
+    t_start = time.monotonic()
     summary = TrainSummary(run_dir=run_dir, epochs_done=start_epoch, best_map07=best_map)
     bad_steps = 0
     total_images, total_wait, total_time = 0, 0.0, 0.0
@@ -188,6 +191,7 @@ def train(
                 if bad_steps >= MAX_BAD_STEPS:
                     raise BafenetError(f"{bad_steps} non-finite losses in a row; aborting (lower the lr?)")
                 scheduler.step()
+                _budget_step(optimizer, cfg, budget_s, t_start)
                 global_step += 1
                 bar.update(1)
                 t_prev = time.perf_counter()
@@ -201,6 +205,7 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            used = _budget_step(optimizer, cfg, budget_s, t_start)
             global_step += 1
             n_steps += 1
             values["loss"] = sum(values.values())
@@ -231,7 +236,7 @@ def train(
                         "images_per_s": ips,
                     },
                 )
-            if deadline is not None and time.monotonic() > deadline:
+            if used >= 1.0:
                 summary.stopped_by_budget = True
                 break
         bar.close()
@@ -240,7 +245,17 @@ def train(
         last_epoch = epoch + 1 == cfg.train.epochs or summary.stopped_by_budget
         validated = (epoch + 1) % cfg.train.val_interval == 0 or last_epoch
         if validated:
-            metrics, _ = evaluate(model, val_set, eval_transform, cfg.eval, device, progress=progress)
+            metrics, details = evaluate(
+                model,
+                val_set,
+                eval_transform,
+                cfg.eval,
+                device,
+                progress=progress,
+                keep_predictions=last_epoch,
+            )
+            if last_epoch:
+                summary.last_predictions = details["predictions"]
             epoch_values.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         summary.epochs_done = epoch + 1
         is_best = validated and metrics.get("mAP07", -1.0) > best_map
@@ -285,6 +300,8 @@ def train(
     summary.last_metrics = metrics
     summary.images_per_s = total_images / max(total_time, 1e-9)
     summary.data_wait_share = total_wait / max(total_time, 1e-9)
+    summary.images_seen = total_images
+    summary.train_seconds = total_time
     if main:
         logger.close()
         plot_curves(run_dir)
@@ -296,6 +313,8 @@ def train(
                 "images_per_s": summary.images_per_s,
                 "data_wait_share": summary.data_wait_share,
                 "stopped_by_budget": summary.stopped_by_budget,
+                "images_seen": summary.images_seen,
+                "train_seconds": summary.train_seconds,
                 "last_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
             },
         )
@@ -304,3 +323,21 @@ def train(
             f"waiting for data: {100 * summary.data_wait_share:.1f}% of step time"
         )
     return summary
+
+
+def _budget_step(
+    optimizer: torch.optim.Optimizer, cfg: Config, budget_s: float | None, t_start: float
+) -> float:
+    """Share of the time budget used (0 without one); applies ``train.time_milestones``.
+
+    Called right after the scheduler step: the time-based decays multiply the lr that the
+    epoch schedule has just set. The slowest rank's clock decides for every rank.
+    """
+    if budget_s is None:
+        return 0.0
+    used = dist_utils.max_over_ranks((time.monotonic() - t_start) / budget_s)
+    drops = bisect.bisect_right(cfg.train.time_milestones, used)
+    if drops:
+        for group in optimizer.param_groups:
+            group["lr"] *= cfg.train.gamma**drops
+    return used

@@ -156,7 +156,10 @@ class FCOSDetector(nn.Module):
         outputs = self.head_outputs(images)
         if self.training:
             return self.losses(outputs, targets)
-        return self.postprocess(outputs, tuple(images.shape[-2:]), image_sizes, original_sizes)
+        # under autocast the head may return bf16 / fp16: decode and rank in float32
+        outputs = HeadOutputs(*[None if part is None else [x.float() for x in part] for part in outputs])
+        with torch.autocast(images.device.type, enabled=False):
+            return self.postprocess(outputs, tuple(images.shape[-2:]), image_sizes, original_sizes)
 
     # ---------------------------------------------------------------- training
     def location_grid(self, outputs: HeadOutputs) -> LocationGrid:
