@@ -10,6 +10,7 @@ starts again from scratch.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import platform
@@ -192,3 +193,25 @@ def write_report(records: dict[str, dict], results_dir: Path, title: str, header
     lines = [f"# {title}", "", *header, "", *markdown_table(records)]
     write_text(results_dir.with_suffix(".md"), "\n".join(lines) + "\n")
     write_json(results_dir.with_suffix(".json"), records)
+
+
+def budget_main(doc: str, runs: list[Run], name: str, minutes: float, title: str, header: str) -> None:
+    """Command line of a budget benchmark: run (or skip) the chosen runs, then write the table
+    of every finished run. ``header`` may use ``{minutes}``."""
+    names = [r.name for r in runs]
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="DenseSIRST devkit")
+    parser.add_argument("--minutes", type=float, default=minutes, help="training wall time per run")
+    parser.add_argument("--workers", type=int, default=1, help="data-loader processes")
+    parser.add_argument("--runs", nargs="*", default=names, choices=names, help="runs to do (default: all)")
+    parser.add_argument("--results", default=f"benchmarks/results/{name}", help="per-run results folder")
+    parser.add_argument("--work", default=f"benchmarks/work/{name}", help="run folders (not committed)")
+    args = parser.parse_args()
+    results = Path(args.results)
+    run_all([r for r in runs if r.name in args.runs], args, results, Path(args.work))
+    finished = {
+        r.name: json.loads((results / f"{r.name}.json").read_text())
+        for r in runs
+        if (results / f"{r.name}.json").exists()
+    }
+    write_report(finished, results, title, [header.format(minutes=f"{args.minutes:g}")])

@@ -20,10 +20,7 @@ to ``benchmarks/results/budget_hr.md`` / ``.json``.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from budget_common import Run, run_all, write_report
+from budget_common import Run, budget_main
 
 RUNS = [
     Run("bafenet_hr", "high-resolution BAFE-Net, seed 0", ["model.name=bafenet_hr"]),
@@ -35,34 +32,18 @@ RUNS = [
 ]
 
 
+HEADER = (
+    "`python benchmarks/budget_hr.py --data DEVKIT --minutes {minutes}`: train_v2 -> val_v2, final"
+    " weights, official protocol (legacy widths; strict beside), {minutes} minutes of training wall time"
+    " per run on this 2-core CPU. Anchor (general detector, same budget and data): mAP07 0.370 at its"
+    " training scale, 0.583 / recall 0.692 with the x2 inference trick at 1.3 s per frame."
+)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    budget_main(
+        __doc__, RUNS, "budget_hr", 40.0, "High-resolution configuration under a 40-minute CPU budget", HEADER
     )
-    parser.add_argument("--data", required=True, help="DenseSIRST devkit")
-    parser.add_argument("--minutes", type=float, default=40.0, help="training wall time per run")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--runs", nargs="*", default=[r.name for r in RUNS], choices=[r.name for r in RUNS])
-    parser.add_argument("--results", default="benchmarks/results/budget_hr", help="per-run results folder")
-    parser.add_argument("--work", default="benchmarks/work/budget_hr", help="run folders (not committed)")
-    args = parser.parse_args()
-    results = Path(args.results)
-    runs = [r for r in RUNS if r.name in args.runs]
-    run_all(runs, args, results, Path(args.work))
-    done = {r.name: _load(results / f"{r.name}.json") for r in RUNS if (results / f"{r.name}.json").exists()}
-    header = [
-        f"`python benchmarks/budget_hr.py --data DEVKIT --minutes {args.minutes:g}`: train_v2 -> val_v2,"
-        " final weights, official protocol (legacy widths; strict beside), 40 minutes of training wall"
-        " time per run on this 2-core CPU. Anchor (general detector, same budget and data): mAP07 0.370"
-        " at its training scale, 0.583 / recall 0.692 with the x2 inference trick at 1.3 s per frame.",
-    ]
-    write_report(done, results, "High-resolution configuration under a 40-minute CPU budget", header)
-
-
-def _load(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text())
 
 
 if __name__ == "__main__":

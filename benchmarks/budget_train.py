@@ -26,10 +26,7 @@ table goes to ``benchmarks/results/budget_train.md`` / ``.json``.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from budget_common import Run, run_all, write_report
+from budget_common import Run, budget_main
 
 RUNS = [
     Run("fcos", "detection only", ["model.name=fcos_hr"]),
@@ -41,26 +38,16 @@ RUNS = [
 ]
 
 
+HEADER = (
+    "`python benchmarks/budget_train.py --data DEVKIT --minutes {minutes}` (train_v2 -> val_v2, final"
+    " weights, official protocol with legacy widths; strict widths beside). Protocol in the script's"
+    " docstring: ResNet-18 high-resolution family from random init, x2 crops, equal training wall"
+    " time per run on this 2-core CPU, seed 0, one run each (no error bars)."
+)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", required=True, help="DenseSIRST devkit")
-    parser.add_argument("--minutes", type=float, default=20.0, help="training wall time per run")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--runs", nargs="*", default=[r.name for r in RUNS], choices=[r.name for r in RUNS])
-    parser.add_argument("--results", default="benchmarks/results/budget_train", help="per-run results folder")
-    parser.add_argument("--work", default="benchmarks/work/budget_train", help="run folders (not committed)")
-    args = parser.parse_args()
-    runs = [r for r in RUNS if r.name in args.runs]
-    records = run_all(runs, args, Path(args.results), Path(args.work))
-    header = [
-        f"`python benchmarks/budget_train.py --data DEVKIT --minutes {args.minutes:g}` (train_v2 -> val_v2,"
-        " final weights, official protocol with legacy widths; strict widths beside). Protocol in the"
-        " script's docstring: ResNet-18 high-resolution family from random init, x2 crops, equal"
-        " training wall time per run on this 2-core CPU, seed 0, one run each (no error bars).",
-    ]
-    write_report(records, Path(args.results), "Equal-budget ablation on DenseSIRST", header)
+    budget_main(__doc__, RUNS, "budget_train", 20.0, "Equal-budget ablation on DenseSIRST", HEADER)
 
 
 if __name__ == "__main__":
