@@ -1,0 +1,53 @@
+"""Whole-frame vs tiled evaluation of one checkpoint on the first N large val_v2 frames.
+
+Diagnoses models whose features use a global mean over the input (BAFE-Net's channel
+selector): trained on 384-px crops, they see other statistics on a whole 2560 x 2048 frame.
+One CPU thread, so it can run beside a training job.
+
+    python benchmarks/tile_probe.py WEIGHTS --data DEVKIT [--n 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import torch
+
+from bafenet.data import open_dataset
+from bafenet.engine.evaluate import evaluate, frame_size_group
+from bafenet.engine.predict import load_trained_model
+from bafenet.engine.setup import build_eval_transform
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("weights")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--n", type=int, default=8, help="number of large frames")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model, cfg, _ = load_trained_model(args.weights, torch.device("cpu"))
+    dataset = open_dataset(args.data, "val_v2")
+    large = [i for i in range(len(dataset)) if frame_size_group(dataset[i].image.shape) == "large"][: args.n]
+    subset = torch.utils.data.Subset(dataset, large)
+    for protocol, tile in (("native", 0), ("tiles", 384), ("tiles", 768)):
+        eval_cfg = dataclasses.replace(cfg.eval, protocol=protocol, tile_size=tile or 1024, tile_overlap=32)
+        start = time.time()
+        metrics, _ = evaluate(
+            model, subset, build_eval_transform(cfg), eval_cfg, torch.device("cpu"), progress=False
+        )
+        print(
+            protocol,
+            tile,
+            f"mAP07 {metrics['mAP07']:.3f} recall {metrics['recall']:.3f} n {metrics['num_images']}"
+            f" {time.time() - start:.0f}s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
