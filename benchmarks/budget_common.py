@@ -26,6 +26,7 @@ import torch
 from bafenet.config import Config, load_config
 from bafenet.data.sample import Sample
 from bafenet.engine.evaluate import SIZE_GROUPS, metrics_by_frame_size, predict_samples
+from bafenet.engine.predict import load_trained_model
 from bafenet.engine.setup import build_eval_transform
 from bafenet.engine.trainer import train
 from bafenet.fileio import write_json, write_text
@@ -102,8 +103,6 @@ def run_one(run: Run, overrides: list[str], work: Path) -> dict:
     start = time.monotonic()
     summary = train(cfg, run_dir, progress=True)
     wall = time.monotonic() - start
-    from bafenet.engine.predict import load_trained_model
-
     model, cfg, _ = load_trained_model(run_dir / "last.pt", torch.device("cpu"))
     by_size = metrics_by_frame_size(summary.last_predictions, cfg.eval)
     metrics = {k: v for k, v in summary.last_metrics.items() if isinstance(v, (int, float))}

@@ -160,8 +160,6 @@ def build_eval_pipeline(
             )
         )
     if mode == "native":
-        if scale == 1.0 and max_side is None:
-            return Compose(())
         return Compose((Resize(size=None, scale=scale, antialias=antialias, max_side=max_side),))
     raise ValueError(f"unknown input mode {mode!r} (resize or native)")
 

@@ -7,7 +7,6 @@ each process predicts a shard of the images and the metric accumulators are merg
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -69,26 +68,24 @@ def predict_samples(
     ``cfg.protocol == "tiles"`` each frame is predicted tile by tile
     (:func:`bafenet.engine.tiling.predict_tiled`); ``sky_prob`` stays in input coordinates.
     """
-    if cfg is not None and cfg.amp:
-        dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-        with torch.autocast(device.type, dtype=dtype):
-            return predict_samples(model, originals, transformed, device, dataclasses.replace(cfg, amp=False))
-    if cfg is not None and cfg.protocol == "tiles":
-        outputs = []
-        for sample, t in zip(originals, transformed, strict=True):
-            image = torch.from_numpy(t.image)[None]  # (1, H, W)
-            out = predict_tiled(model, image, cfg.tile_size, cfg.tile_overlap, device)
-            factors = [sample.width / t.width, sample.height / t.height] * 2
-            out["boxes"] = out["boxes"] * out["boxes"].new_tensor(factors)
-            outputs.append(out)
-        return outputs
-    images, _ = collate_samples(transformed)
-    outputs = model(
-        images.to(device),
-        original_sizes=[(s.height, s.width) for s in originals],
-        image_sizes=[(t.height, t.width) for t in transformed],
-    )
-    return outputs
+    amp = cfg is not None and cfg.amp
+    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    with torch.autocast(device.type, dtype=dtype, enabled=amp):
+        if cfg is not None and cfg.protocol == "tiles":
+            outputs = []
+            for sample, t in zip(originals, transformed, strict=True):
+                image = torch.from_numpy(t.image)[None]  # (1, H, W)
+                out = predict_tiled(model, image, cfg.tile_size, cfg.tile_overlap, device)
+                factors = [sample.width / t.width, sample.height / t.height] * 2
+                out["boxes"] = out["boxes"] * out["boxes"].new_tensor(factors)
+                outputs.append(out)
+            return outputs
+        images, _ = collate_samples(transformed)
+        return model(
+            images.to(device),
+            original_sizes=[(s.height, s.width) for s in originals],
+            image_sizes=[(t.height, t.width) for t in transformed],
+        )
 
 
 def evaluate(

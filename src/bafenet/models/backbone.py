@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torchvision import models
-from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
+from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 
 from bafenet.errors import BafenetError, DataError
@@ -110,20 +110,12 @@ def _scaled_resnet(depth: int, width: int, norm_layer: Callable[[int], nn.Module
     (Kaiming-normal convs, norms weight 1 / bias 0).
     """
     block, counts = _LAYERS[depth]
-    net = models.ResNet(block, counts, norm_layer=norm_layer)  # for the stem modules' types only
+    net = models.ResNet(block, counts, norm_layer=norm_layer)  # its stem types and layer builder
     net.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
     net.bn1 = norm_layer(width)
-    in_ch = width
+    net.inplanes = width  # torchvision's _make_layer chains the stages from here
     for index, (count, stride) in enumerate(zip(counts, (1, 2, 2, 2), strict=True)):
-        planes = width * 2**index
-        out_ch = planes * block.expansion
-        downsample = None
-        if stride != 1 or in_ch != out_ch:
-            downsample = nn.Sequential(conv1x1(in_ch, out_ch, stride), norm_layer(out_ch))
-        blocks = [block(in_ch, planes, stride, downsample, norm_layer=norm_layer)]
-        blocks += [block(out_ch, planes, norm_layer=norm_layer) for _ in range(count - 1)]
-        setattr(net, f"layer{index + 1}", nn.Sequential(*blocks))
-        in_ch = out_ch
+        setattr(net, f"layer{index + 1}", net._make_layer(block, width * 2**index, count, stride))
     net.fc = nn.Identity()
     for module in net.modules():
         if isinstance(module, nn.Conv2d):
