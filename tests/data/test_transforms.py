@@ -174,14 +174,25 @@ def test_integer_upscale_is_exact(sample: Sample, fy: int, fx: int) -> None:
     assert get_geometry(out).scale_factors == (fy, fx)
 
 
+def nearest_source_index(n_out: int, n_in: int) -> np.ndarray:
+    """Source row of each output row under nearest resizing, ``floor(i * n_in / n_out)``.
+
+    The ratio and the product are rounded to float32 as the resize kernel does, so that e.g.
+    row 23 of 14 -> 46 reads source row 6 (23 * float32(14 / 46) = 6.99999...), not 7.
+    """
+    scale = np.float32(n_in) / np.float32(n_out)
+    index = np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(int)
+    return np.minimum(index, n_in - 1)
+
+
 @FAST
 @given(scenes, st.integers(3, 50), st.integers(3, 50))
 def test_any_resize_keeps_masks_within_scaled_boxes(sample: Sample, new_h: int, new_w: int) -> None:
     out = resize(sample, (new_h, new_w))
     assert out.image.shape == out.sky_mask.shape == out.target_mask.shape == (new_h, new_w)
     # nearest sampling as cv2 INTER_NEAREST: out[i, j] = in[floor(i * H / H'), floor(j * W / W')]
-    rows = np.floor(np.arange(new_h) * sample.height / new_h).astype(int)
-    cols = np.floor(np.arange(new_w) * sample.width / new_w).astype(int)
+    rows = nearest_source_index(new_h, sample.height)
+    cols = nearest_source_index(new_w, sample.width)
     np.testing.assert_array_equal(out.sky_mask, sample.sky_mask[rows][:, cols])
     np.testing.assert_array_equal(out.target_mask, sample.target_mask[rows][:, cols])
     # every target pixel lies within 1 px of a box; boxes and points inside the image
