@@ -5,8 +5,12 @@
 
 Writes ``weights/NAME.pt`` (weights, model name and resolved config only: no optimizer or RNG
 state; machine paths removed; float32 unless ``--half``) and ``weights/NAME.md`` (data,
-split, recipe, budget, metrics, command, sha256). The file loads with
+split, recipe, budget, metrics, operating point, command, sha256). The file loads with
 ``torch.load(weights_only=True)`` and ``bafenet val --weights weights/NAME.pt``.
+
+The operating point (the score threshold ``bafenet predict`` uses by default) is the F1-best
+threshold on val_v2: taken from the results when they hold it, or measured by evaluating the
+released file with ``--data DEVKIT``, which also checks that it reproduces the results' mAP07.
 """
 
 from __future__ import annotations
@@ -14,13 +18,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 
 from bafenet.config import config_from_dict
+from bafenet.data import open_dataset
 from bafenet.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from bafenet.engine.setup import build_model_from_config
+from bafenet.engine.evaluate import evaluate
+from bafenet.engine.predict import load_trained_model
+from bafenet.engine.setup import build_eval_transform, build_model_from_config
 from bafenet.fileio import write_text
 
 METRICS = [
@@ -44,6 +52,41 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _portable(override: str) -> str:
+    """An override as a reader can reuse it: the training machine's data path becomes DEVKIT."""
+    return "data.root=DEVKIT" if override.startswith("data.root=") else override
+
+
+OPERATING_KEYS = {
+    "score_thr": "best_f1_score_thr",
+    "f1": "best_f1",
+    "precision": "best_f1_precision",
+    "recall": "best_f1_recall",
+    "pd": "irstd_pd_at_best_f1",
+    "fa_per_mpix": "irstd_fa_per_mpix_at_best_f1",
+}
+
+
+def operating_point(metrics: dict) -> dict[str, float] | None:
+    """The F1-best operating point of a metrics dict, or None when it lacks one."""
+    if metrics.get("best_f1_score_thr") is None:
+        return None
+    return {name: metrics[key] for name, key in OPERATING_KEYS.items() if metrics.get(key) is not None}
+
+
+def measure_operating_point(path: Path, data: Path, split: str, expected_map07: float) -> dict[str, float]:
+    """Evaluate the released file on ``split`` (its own eval settings) and return its operating point."""
+    model, cfg, _ = load_trained_model(path, torch.device("cpu"))
+    dataset = open_dataset(data, split)
+    metrics, _ = evaluate(model, dataset, build_eval_transform(cfg), cfg.eval, torch.device("cpu"))
+    if abs(metrics["mAP07"] - expected_map07) > 2e-3:
+        raise SystemExit(
+            f"{path}: {split} mAP07 {metrics['mAP07']:.4f} differs from the results' {expected_map07:.4f}"
+        )
+    print(f"{path}: {split} mAP07 {metrics['mAP07']:.4f} (results {expected_map07:.4f})")
+    return operating_point(metrics)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -55,6 +98,10 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="file stem under weights/")
     parser.add_argument("--out", type=Path, default=Path("weights"))
     parser.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="devkit: measure the operating point on --split"
+    )
+    parser.add_argument("--split", default="val_v2", help="split the results were measured on")
     args = parser.parse_args()
 
     ckpt = load_checkpoint(args.checkpoint)
@@ -71,9 +118,16 @@ def main() -> None:
         "metrics_val_v2": record["metrics"],
         "by_frame_size": record.get("by_frame_size", {}),
     }
-    save_checkpoint(
-        path, model, ckpt["model_name"], raw, epoch=ckpt["epoch"], metadata=metadata, half=args.half
-    )
+    save = dict(model_name=ckpt["model_name"], config=raw, epoch=ckpt["epoch"], half=args.half)
+    operating = operating_point(record["metrics"])
+    if args.data is not None:  # measured on the very weights to be released (float16 included)
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = save_checkpoint(Path(tmp) / path.name, model, metadata=metadata, **save)
+            operating = measure_operating_point(probe, args.data, args.split, record["metrics"]["mAP07"])
+    if operating is not None:
+        metadata["operating_score_thr"] = operating["score_thr"]
+        metadata["operating_point"] = operating
+    save_checkpoint(path, model, metadata=metadata, **save)
     # it loads the safe way and reproduces the weights
     check = load_checkpoint(path, expected_model=ckpt["model_name"])
     for key, value in ckpt["model"].items():
@@ -101,7 +155,7 @@ def main() -> None:
         "`benchmarks/budget_hr.py`):",
         "",
         "```",
-        " ".join(record["overrides"]),
+        " ".join(_portable(o) for o in record["overrides"]),
         "```",
         "",
         f"Budget: {record['minutes']:g} minutes of training wall time on a 2-core CPU "
@@ -123,6 +177,17 @@ def main() -> None:
             f"| mAP07 / recall, {group} frames | {values['mAP07']:.4f} / {values['recall']:.4f} | "
             f"{side}, {values['num_images']} images |"
         )
+    if operating is not None:
+        pd_fa = ""
+        if "pd" in operating and "fa_per_mpix" in operating:
+            pd_fa = f", Pd {operating['pd']:.3f} at {operating['fa_per_mpix']:.2f} false alarms per Mpx"
+        lines += [
+            "",
+            f"Operating point: score >= {operating['score_thr']:.3f} (the F1-best threshold on val_v2;",
+            f"precision {operating['precision']:.3f}, recall {operating['recall']:.3f}, "
+            f"F1 {operating['f1']:.3f}{pd_fa}).",
+            "`bafenet predict` keeps detections at this threshold unless `--score-thr` is given.",
+        ]
     lines += [
         "",
         f"Inference: {record['frame_1280x1024_s']:.2f} s per 1280 x 1024 frame on the same CPU (2 threads).",

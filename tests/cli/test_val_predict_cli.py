@@ -12,7 +12,7 @@ import torch
 from bafenet.cli import main
 from bafenet.config import config_to_dict, load_config
 from bafenet.data.synthetic import write_synthetic_devkit
-from bafenet.engine.checkpoint import save_checkpoint
+from bafenet.engine.checkpoint import load_checkpoint, save_checkpoint
 from bafenet.engine.setup import build_model_from_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +43,10 @@ def _val(weights: Path, devkit: Path, out: Path, *flags: str) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-DETECTION_KEYS = ("mAP07", "mAP12", "recall", "strict_mAP07", "num_pred", "irstd_fa_per_mpix")
+DETECTION_KEYS = (
+    "mAP07", "mAP12", "recall", "strict_mAP07", "num_pred", "irstd_fa_per_mpix",
+    "best_f1", "best_f1_score_thr", "irstd_pd_at_best_f1",
+)  # fmt: skip
 
 
 def test_val_outputs_and_batch_size_independence(weights: Path, devkit: Path, tmp_path: Path) -> None:
@@ -52,6 +55,8 @@ def test_val_outputs_and_batch_size_independence(weights: Path, devkit: Path, tm
     for name in ("metrics.json", "per_image.json", "predictions.json", "pr_curve.png", "pd_fa_curve.png"):
         assert (tmp_path / "b1" / name).is_file(), name
     assert one["num_pred"] > 0 and one["protocol"] == "native"
+    # the F1-best operating point lies on the ranked list, above the eval score threshold
+    assert one["best_f1_score_thr"] >= 0.005 and one["best_f1_recall"] <= one["recall"]
     for key in DETECTION_KEYS:
         assert one[key] == three[key], key
     groups = one["by_frame_size"]
@@ -116,3 +121,20 @@ def test_predict_with_geometry_flags(weights: Path, devkit: Path, tmp_path: Path
     records = json.loads((out / "predictions.json").read_text())["images"]
     assert len(records) == 2 and all(len(r["boxes"]) > 0 for r in records)
     assert len(list(out.glob("*.png"))) == 2
+
+
+def test_predict_default_threshold_is_the_checkpoints_operating_point(
+    weights: Path, devkit: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = str(sorted((devkit / "PNGImages").glob("*.png"))[0])
+    code = main(["predict", "--weights", str(weights), image, "--out", str(tmp_path / "plain")])
+    assert code == 0 and "score threshold 0.300 (default" in capsys.readouterr().out
+    assert json.loads((tmp_path / "plain" / "predictions.json").read_text())["score_thr"] == 0.3
+    ckpt = load_checkpoint(weights)
+    ckpt["metadata"]["operating_score_thr"] = 0.0  # every detection of the untrained model
+    released = tmp_path / "released.pt"
+    torch.save(ckpt, released)
+    code = main(["predict", "--weights", str(released), image, "--out", str(tmp_path / "op")])
+    assert code == 0 and "score threshold 0.000 (the checkpoint's operating point" in capsys.readouterr().out
+    record = json.loads((tmp_path / "op" / "predictions.json").read_text())
+    assert record["score_thr"] == 0.0 and len(record["images"][0]["boxes"]) > 0

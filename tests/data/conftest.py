@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bafenet.data.densesirst import DEVKIT_FOLDERS
+
 TINY_SIZE = (48, 40)  # width, height
 # image id -> target boxes (x1, y1, x2, y2), half-open pixel edges
 TINY_TARGETS: dict[str, list[tuple[int, int, int, int]]] = {
@@ -68,16 +70,7 @@ def _palette_png(indices: np.ndarray, colour: tuple[int, int, int], path: Path) 
 def write_tiny_devkit(root: Path) -> Path:
     """Write the tiny devkit under ``root`` and return it."""
     width, height = TINY_SIZE
-    for folder in (
-        "PNGImages",
-        "SIRST/BBox",
-        "SIRST/BinaryMask",
-        "SIRST/PaletteMask",
-        "SIRST/Point_label",
-        "SkySeg/BinaryMask",
-        "SkySeg/PaletteMask",
-        "Splits",
-    ):
+    for folder in DEVKIT_FOLDERS:
         (root / folder).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     sky = np.zeros((height, width), dtype=np.uint8)

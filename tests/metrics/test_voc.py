@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bafenet.errors import BafenetError
-from bafenet.metrics.voc import DetectionEvaluator, ap_11_point, ap_area, box_iou, match_image
+from bafenet.metrics.voc import (
+    DetectionEvaluator,
+    ap_11_point,
+    ap_area,
+    best_f1_point,
+    box_iou,
+    match_image,
+)
 
 GT = np.array([[10.0, 20.0, 13.0, 23.0]], dtype=np.float32)  # a 3x3 target
 
@@ -260,3 +267,55 @@ def test_lower_scored_false_positive_never_raises_ap(images: list, target_image:
     for key in ("mAP07", "mAP12", "strict_mAP07", "strict_mAP12"):
         assert after[key] <= before[key] + 1e-12
     assert after["recall"] == before["recall"]
+
+
+def test_best_f1_point_by_hand() -> None:
+    # thresholds 0.9 / 0.8 / 0.7 / 0.6 give F1 2/3, 1/2, 4/5, 2/3: the best keeps three predictions
+    best = best_f1_point(np.array([0.9, 0.8, 0.7, 0.6]), np.array([True, False, True, False]), num_gt=2)
+    assert best["score_thr"] == 0.7
+    assert best["f1"] == pytest.approx(0.8) and best["recall"] == 1.0
+    assert best["precision"] == pytest.approx(2 / 3)
+
+
+def test_best_f1_point_never_splits_equal_scores() -> None:
+    # a threshold of 0.9 keeps both predictions: precision 1/2, not the 1.0 of the first alone
+    best = best_f1_point(np.array([0.9, 0.9]), np.array([True, False]), num_gt=1)
+    assert best["score_thr"] == 0.9 and best["precision"] == 0.5 and best["f1"] == pytest.approx(2 / 3)
+
+
+def test_best_f1_point_without_predictions_or_targets() -> None:
+    for scores, num_gt in ((np.zeros(0), 3), (np.array([0.5]), 0)):
+        best = best_f1_point(scores, np.zeros(len(scores), bool), num_gt=num_gt)
+        assert best["score_thr"] is None and best["f1"] == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.booleans()), min_size=1, max_size=25), st.integers(1, 12))
+def test_best_f1_point_matches_brute_force(rows: list[tuple[int, bool]], extra_gt: int) -> None:
+    scores = np.array([s / 6 for s, _ in rows])
+    is_tp = np.array([t for _, t in rows])
+    order = np.argsort(-scores, kind="stable")
+    scores, is_tp = scores[order], is_tp[order]
+    num_gt = int(is_tp.sum()) + extra_gt
+    best = best_f1_point(scores, is_tp, num_gt)
+    f1s = {}
+    for thr in np.unique(scores):
+        tp = int(is_tp[scores >= thr].sum())
+        kept = int((scores >= thr).sum())
+        f1s[thr] = 2 * tp / (kept + num_gt)  # F1 = 2 TP / (predicted + actual)
+    assert best["f1"] == pytest.approx(max(f1s.values()))
+    assert f1s[best["score_thr"]] == pytest.approx(best["f1"])
+
+
+def test_evaluator_reports_its_operating_point() -> None:
+    ev = DetectionEvaluator()
+    gt = np.array([[0, 0, 4, 4], [10, 10, 14, 14]], float)
+    ev.add(
+        "a",
+        np.array([[0, 0, 4, 4], [20, 20, 24, 24], [10, 10, 14, 14]], float),
+        np.array([0.9, 0.8, 0.4]),
+        gt,
+    )
+    m = ev.compute()
+    assert m["best_f1_score_thr"] == pytest.approx(0.4) and m["best_f1"] == pytest.approx(0.8)
+    assert m["best_f1_recall"] == 1.0 and m["best_f1_precision"] == pytest.approx(2 / 3)

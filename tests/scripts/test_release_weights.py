@@ -8,24 +8,48 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from bafenet.config import config_to_dict, load_config
+from bafenet.config import Config, config_to_dict, load_config
+from bafenet.data import open_dataset
+from bafenet.data.synthetic import write_synthetic_devkit
 from bafenet.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from bafenet.engine.setup import build_model_from_config
+from bafenet.engine.evaluate import evaluate
+from bafenet.engine.predict import operating_score_thr
+from bafenet.engine.setup import build_eval_transform, build_model_from_config
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_release_round_trip_and_card(tmp_path: Path) -> None:
-    cfg = load_config(REPO / "configs" / "bafenet_hr.yaml", ["data.root=/some/machine/path"])
+def _run_checkpoint(tmp_path: Path, *overrides: str) -> tuple[Path, torch.nn.Module, Config]:
+    cfg = load_config(REPO / "configs" / "bafenet_hr.yaml", ["data.root=/some/machine/path", *overrides])
     torch.manual_seed(0)
     model = build_model_from_config(cfg)
     optimizer = torch.optim.AdamW(model.parameters())
-    run = tmp_path / "run"
-    save_checkpoint(run / "last.pt", model, cfg.model.name, config_to_dict(cfg), optimizer=optimizer, epoch=7)
+    path = tmp_path / "run" / "last.pt"
+    save_checkpoint(path, model, cfg.model.name, config_to_dict(cfg), optimizer=optimizer, epoch=7)
+    return path, model, cfg
+
+
+def _release(tmp_path: Path, checkpoint: Path, record: dict, *flags: str) -> subprocess.CompletedProcess:
+    (tmp_path / "record.json").write_text(json.dumps(record))
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "release_weights.py"), str(checkpoint),
+         "--results", str(tmp_path / "record.json"), "--name", "hr_test", "--out", str(tmp_path / "weights"),
+         *flags],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_release_round_trip_and_card(tmp_path: Path) -> None:
+    checkpoint, model, cfg = _run_checkpoint(tmp_path)
     record = {
-        "overrides": ["model.weights_backbone=null", "train.max_time_minutes=40"],
+        "overrides": [
+            "model.weights_backbone=null",
+            "data.root=/some/machine/path",
+            "train.max_time_minutes=40",
+        ],
         "base_config": "bafenet_hr.yaml",
         "minutes": 40,
         "seed": 0,
@@ -33,16 +57,18 @@ def test_release_round_trip_and_card(tmp_path: Path) -> None:
         "images_per_s": 6.5,
         "epochs_done": 7,
         "frame_1280x1024_s": 1.1,
-        "metrics": {"mAP07": 0.25, "recall": 0.5},
+        "metrics": {
+            "mAP07": 0.25,
+            "recall": 0.5,
+            "best_f1_score_thr": 0.2,
+            "best_f1": 0.4,
+            "best_f1_precision": 0.5,
+            "best_f1_recall": 1 / 3,
+        },
         "by_frame_size": {"small": {"mAP07": 0.3, "recall": 0.6, "num_images": 3}},
     }
-    (tmp_path / "record.json").write_text(json.dumps(record))
+    result = _release(tmp_path, checkpoint, record)
     out = tmp_path / "weights"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "release_weights.py"), str(run / "last.pt"),
-         "--results", str(tmp_path / "record.json"), "--name", "hr_test", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     released = out / "hr_test.pt"
     ckpt = load_checkpoint(released, expected_model="bafenet_hr")  # weights_only=True inside
@@ -54,3 +80,31 @@ def test_release_round_trip_and_card(tmp_path: Path) -> None:
     card = (out / "hr_test.md").read_text()
     assert hashlib.sha256(released.read_bytes()).hexdigest() in card
     assert "| mAP07 | 0.2500 |" in card and "bafenet val --weights weights/hr_test.pt" in card
+    assert "data.root=DEVKIT" in card and "/some/machine/path" not in card
+    # the results' F1-best threshold becomes the operating point predict uses by default
+    assert ckpt["metadata"]["operating_score_thr"] == 0.2
+    assert operating_score_thr(ckpt) == (0.2, "the checkpoint's operating point")
+    assert "Operating point: score >= 0.200" in card
+
+
+def test_release_measures_its_operating_point_and_checks_the_results(tmp_path: Path) -> None:
+    devkit = write_synthetic_devkit(tmp_path / "devkit", n=8, seed=3, sizes=((96, 80),))
+    checkpoint, model, cfg = _run_checkpoint(tmp_path, "eval.score_thr=0.005", "eval.amp=false")
+    cfg.data.root = str(devkit)
+    metrics, _ = evaluate(
+        model, open_dataset(devkit, "val"), build_eval_transform(cfg), cfg.eval, torch.device("cpu")
+    )
+    assert metrics["best_f1_score_thr"] is not None
+    record = {
+        "overrides": [], "minutes": 1, "seed": 0, "images_seen": 10, "images_per_s": 1.0, "epochs_done": 1,
+        "frame_1280x1024_s": 1.0, "metrics": {"mAP07": metrics["mAP07"] + 0.1},
+    }  # fmt: skip
+    wrong = _release(tmp_path, checkpoint, record, "--data", str(devkit), "--split", "val")
+    assert wrong.returncode != 0 and "differs from the results'" in wrong.stderr
+    assert not (tmp_path / "weights" / "hr_test.pt").exists()  # nothing half-released
+    record["metrics"]["mAP07"] = metrics["mAP07"]
+    right = _release(tmp_path, checkpoint, record, "--data", str(devkit), "--split", "val")
+    assert right.returncode == 0, right.stderr[-2000:]
+    released = load_checkpoint(tmp_path / "weights" / "hr_test.pt")
+    assert released["metadata"]["operating_score_thr"] == pytest.approx(metrics["best_f1_score_thr"])
+    assert released["metadata"]["operating_point"]["pd"] == pytest.approx(metrics["irstd_pd_at_best_f1"])

@@ -16,12 +16,21 @@ from bafenet.fileio import write_json
 
 def _predict(args: argparse.Namespace) -> int:
     from bafenet.engine.distributed import local_device
-    from bafenet.engine.predict import draw_prediction, image_files, load_trained_model, predict_sample
+    from bafenet.engine.predict import (
+        draw_prediction,
+        image_files,
+        load_trained_model,
+        operating_score_thr,
+        predict_sample,
+    )
     from bafenet.viz import save_png
 
     device = local_device(args.device)
     model, cfg, ckpt = load_trained_model(args.weights, device, [*args.overrides, *geometry_overrides(args)])
     files = image_files(args.sources)
+    if args.score_thr is None:
+        args.score_thr, source = operating_score_thr(ckpt)
+        print(f"score threshold {args.score_thr:.3f} ({source}; --score-thr to change)")
     out = Path(args.out) if args.out else new_run_dir(Path(args.project) / "predict", ckpt["model_name"])
     results = []
     for path in tqdm(files, desc="predict", unit="img"):
@@ -52,7 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="detect targets in image files (drawings + JSON)")
     p.add_argument("sources", nargs="+", help="image files or folders")
     p.add_argument("--weights", required=True, help="checkpoint")
-    p.add_argument("--score-thr", type=float, default=0.3, help="keep detections at or above (default 0.3)")
+    p.add_argument(
+        "--score-thr",
+        type=float,
+        default=None,
+        help="keep detections at or above (default: the checkpoint's operating point, else 0.3)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_geometry_arguments(p)
     p.add_argument("--out", default=None, help="output folder (default: runs/predict/NAME)")

@@ -32,6 +32,17 @@ from bafenet.data.voc_xml import parse_voc_xml
 from bafenet.errors import DataError
 
 IMAGE_DIR = "PNGImages"
+# every folder of a complete devkit (the writers of synthetic devkits create these)
+DEVKIT_FOLDERS = (
+    IMAGE_DIR,
+    "SIRST/BBox",
+    "SIRST/BinaryMask",
+    "SIRST/PaletteMask",
+    "SIRST/Point_label",
+    "SkySeg/BinaryMask",
+    "SkySeg/PaletteMask",
+    "Splits",
+)
 SPLIT_DIR = "Splits"
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 

@@ -42,6 +42,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from bafenet.data.densesirst import DEVKIT_FOLDERS
 from bafenet.errors import BafenetError
 
 # (width, height) choices: small and varied, landscape or square. Small like the SIRST-v1
@@ -287,16 +288,7 @@ def write_synthetic_devkit(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private
-        for folder in (
-            "PNGImages",
-            "SIRST/BBox",
-            "SIRST/BinaryMask",
-            "SIRST/PaletteMask",
-            "SIRST/Point_label",
-            "SkySeg/BinaryMask",
-            "SkySeg/PaletteMask",
-            "Splits",
-        ):
+        for folder in DEVKIT_FOLDERS:
             (tmp / folder).mkdir(parents=True)
         width = max(4, len(str(n - 1)))
         ids = [f"synth_{i:0{width}d}" for i in range(n)]

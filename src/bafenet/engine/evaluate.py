@@ -149,6 +149,7 @@ def evaluate(
     det, irstd, sky, predictions = _merge_across_ranks(det, irstd, sky, predictions)
     metrics: dict[str, Any] = dict(det.compute())
     metrics.update({f"irstd_{k}": v for k, v in irstd.compute().items()})
+    metrics.update(_irstd_at_best_f1(irstd, metrics["best_f1_score_thr"]))
     if sky.num_images:  # models with a sky branch
         for key, value in sky.compute().items():
             metrics[key if key.startswith(("sky_", "not_sky_")) else f"sky_{key}"] = value
@@ -160,6 +161,14 @@ def evaluate(
         "predictions": predictions,
     }
     return metrics, details
+
+
+def _irstd_at_best_f1(irstd: TargetLevelEvaluator, score_thr: float | None) -> dict[str, float | None]:
+    """Pd and false alarms at the F1-best score threshold (``None`` when there is none)."""
+    if score_thr is None:
+        return {"irstd_pd_at_best_f1": None, "irstd_fa_per_mpix_at_best_f1": None}
+    at = irstd.compute(score_threshold=score_thr)
+    return {"irstd_pd_at_best_f1": at["pd"], "irstd_fa_per_mpix_at_best_f1": at["fa_per_mpix"]}
 
 
 def _merge_across_ranks(det, irstd, sky, predictions):  # noqa: ANN001, ANN202 - private helper
@@ -202,5 +211,10 @@ def metrics_by_frame_size(predictions: list[Prediction], cfg: EvalConfig) -> dic
             irstd.add(
                 p.image_id, p.boxes, p.scores, p.gt_boxes, image_size=p.image_size, gt_centers=p.gt_points
             )
-        groups[name] = {**det.compute(), **{f"irstd_{k}": v for k, v in irstd.compute().items()}}
+        det_metrics = det.compute()
+        groups[name] = {
+            **det_metrics,
+            **{f"irstd_{k}": v for k, v in irstd.compute().items()},
+            **_irstd_at_best_f1(irstd, det_metrics["best_f1_score_thr"]),
+        }
     return groups

@@ -36,6 +36,25 @@ def load_trained_model(
     return model.to(device).eval(), cfg, ckpt
 
 
+DEFAULT_SCORE_THR = 0.3
+
+
+def operating_score_thr(ckpt: dict[str, Any]) -> tuple[float, str]:
+    """The score threshold to keep detections at, and where it comes from.
+
+    A released checkpoint states its ``operating_score_thr``; a training checkpoint holds the
+    metrics of its last validation, whose ``best_f1_score_thr`` maximises F1 there. Otherwise
+    :data:`DEFAULT_SCORE_THR`.
+    """
+    metadata = ckpt.get("metadata") or {}
+    if metadata.get("operating_score_thr") is not None:
+        return float(metadata["operating_score_thr"]), "the checkpoint's operating point"
+    best = (metadata.get("metrics") or {}).get("best_f1_score_thr")
+    if best is not None:
+        return float(best), "F1-best on the checkpoint's last validation"
+    return DEFAULT_SCORE_THR, "default"
+
+
 def image_files(sources: Iterable[str | Path]) -> list[Path]:
     """Image files named directly or found (non-recursively) in the given folders."""
     files: list[Path] = []

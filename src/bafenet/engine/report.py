@@ -19,16 +19,22 @@ TABLE_ROWS = [
     ("irstd_pd", "IRSTD Pd (centroid within 3 px) at the Pd score threshold", "fraction"),
     ("irstd_fa_per_image", "false alarms per image at that threshold", "1/image"),
     ("irstd_fa_per_mpix", "false alarms per megapixel at that threshold", "1/Mpx"),
+    ("best_f1", "best F1 over score thresholds, legacy widths (operating point)", "fraction"),
+    ("best_f1_score_thr", "the score threshold of that F1 (predict --score-thr)", "score"),
+    ("best_f1_precision", "precision at that threshold", "fraction"),
+    ("best_f1_recall", "recall at that threshold", "fraction"),
+    ("irstd_pd_at_best_f1", "IRSTD Pd at that threshold", "fraction"),
+    ("irstd_fa_per_mpix_at_best_f1", "false alarms per megapixel at that threshold", "1/Mpx"),
     ("sky_iou", "sky IoU of the segmentation branch (input resolution)", "fraction"),
 ]
 
 
 def format_table(metrics: dict[str, Any]) -> str:
     """A plain-text table of the main metrics with their units."""
-    lines = [f"{'metric':<20} {'value':>9}  {'unit':<9} meaning", "-" * 96]
+    lines = [f"{'metric':<28} {'value':>9}  {'unit':<9} meaning", "-" * 104]
     for key, meaning, unit in TABLE_ROWS:
         if key in metrics and isinstance(metrics[key], (int, float)):
-            lines.append(f"{key:<20} {metrics[key]:>9.4f}  {unit:<9} {meaning}")
+            lines.append(f"{key:<28} {metrics[key]:>9.4f}  {unit:<9} {meaning}")
     extra = [
         f"images {metrics.get('num_images', '?')}, targets {metrics.get('num_gt', '?')}, "
         f"predictions {metrics.get('num_pred', '?')}; "

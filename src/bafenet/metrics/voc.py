@@ -105,6 +105,29 @@ def precision_recall(is_tp_ranked: np.ndarray, num_gt: int) -> tuple[np.ndarray,
     return recall, precision
 
 
+def best_f1_point(scores: np.ndarray, is_tp_ranked: np.ndarray, num_gt: int) -> dict[str, float | None]:
+    """The score threshold that maximises F1 over a ranked list (scores descending).
+
+    A threshold ``s`` keeps every prediction with score >= s, so only the last prediction of
+    each group of equal scores is a candidate. Returns ``score_thr``, ``f1``, ``precision``,
+    ``recall`` (threshold ``None`` and zeros when nothing is predicted or nothing is to be found).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if not len(scores) or not num_gt:
+        return {"score_thr": None, "f1": 0.0, "precision": 0.0, "recall": 0.0}
+    recall, precision = precision_recall(is_tp_ranked, num_gt)
+    last_of_group = np.flatnonzero(np.append(scores[1:] != scores[:-1], True))
+    r, p = recall[last_of_group], precision[last_of_group]
+    f1 = np.where(r + p > 0, 2 * p * r / np.maximum(p + r, EPS), 0.0)
+    best = int(np.argmax(f1))  # the first (highest threshold) of equal maxima
+    return {
+        "score_thr": float(scores[last_of_group[best]]),
+        "f1": float(f1[best]),
+        "precision": float(p[best]),
+        "recall": float(r[best]),
+    }
+
+
 def ap_11_point(recall: np.ndarray, precision: np.ndarray) -> float:
     """11-point AP (``mAP07``): mean of the best precision at recall >= 0, 0.1, ..., 1.
 
@@ -227,8 +250,10 @@ class DetectionEvaluator:
         """Scalar metrics for both conventions.
 
         Keys: ``mAP07``, ``mAP12``, ``recall``, ``precision`` (at the end of the ranked
-        list), ``tp``, ``fp``, then the same with a ``strict_`` prefix, and ``num_images``,
-        ``num_gt``, ``num_pred``, ``iou_threshold``. All AP / recall / precision values are
+        list), ``tp``, ``fp``, then the same with a ``strict_`` prefix; the operating point
+        that maximises F1 (legacy widths): ``best_f1``, ``best_f1_score_thr``,
+        ``best_f1_precision``, ``best_f1_recall``; and ``num_images``, ``num_gt``,
+        ``num_pred``, ``iou_threshold``. All AP / recall / precision values are
         fractions in [0, 1]. With no ground truth at all every AP is 0.
         """
         num_gt = self.num_gt
@@ -244,6 +269,9 @@ class DetectionEvaluator:
             out[f"{prefix}precision"] = float(precision[-1]) if len(precision) else 0.0
             out[f"{prefix}tp"] = tp
             out[f"{prefix}fp"] = int(len(is_tp) - tp)
+        scores, is_tp = self._ranked("legacy")
+        for key, value in best_f1_point(scores, is_tp, num_gt).items():
+            out[f"best_f1_{key}" if key != "f1" else "best_f1"] = value
         out["num_images"] = len(self._images)
         out["num_gt"] = num_gt
         out["num_pred"] = sum(len(r.scores) for r in self._images.values())
