@@ -102,6 +102,7 @@ def main() -> None:
         "--data", type=Path, default=None, help="devkit: measure the operating point on --split"
     )
     parser.add_argument("--split", default="val_v2", help="split the results were measured on")
+    parser.add_argument("--note", default="", help="a paragraph for the card (e.g. other seeds' results)")
     args = parser.parse_args()
 
     ckpt = load_checkpoint(args.checkpoint)
@@ -192,6 +193,7 @@ def main() -> None:
         "",
         f"Inference: {record['frame_1280x1024_s']:.2f} s per 1280 x 1024 frame on the same CPU (2 threads).",
         "",
+        *([args.note, ""] if args.note else []),
         "Limits: trained on DenseSIRST only (mostly 3-5 px targets in sky backgrounds); large frames",
         "(1280 x 1024) score lower than small ones; test_v2 numbers are not reported here.",
     ]

@@ -67,7 +67,7 @@ def test_release_round_trip_and_card(tmp_path: Path) -> None:
         },
         "by_frame_size": {"small": {"mAP07": 0.3, "recall": 0.6, "num_images": 3}},
     }
-    result = _release(tmp_path, checkpoint, record)
+    result = _release(tmp_path, checkpoint, record, "--note", "Seed 1 of the same recipe: mAP07 0.2.")
     out = tmp_path / "weights"
     assert result.returncode == 0, result.stderr[-2000:]
     released = out / "hr_test.pt"
@@ -84,7 +84,7 @@ def test_release_round_trip_and_card(tmp_path: Path) -> None:
     # the results' F1-best threshold becomes the operating point predict uses by default
     assert ckpt["metadata"]["operating_score_thr"] == 0.2
     assert operating_score_thr(ckpt) == (0.2, "the checkpoint's operating point")
-    assert "Operating point: score >= 0.200" in card
+    assert "Operating point: score >= 0.200" in card and "Seed 1 of the same recipe: mAP07 0.2." in card
 
 
 def test_release_measures_its_operating_point_and_checks_the_results(tmp_path: Path) -> None:

@@ -104,7 +104,11 @@ def _demo(args: argparse.Namespace) -> int:
     print(format_table(metrics))
     eval_files = write_eval_outputs(out / "val", metrics, details)
 
-    print("[5/6] predictions drawn on validation images (green: truth, red: detections >= 0.3)")
+    score_thr = metrics["best_f1_score_thr"] if metrics["best_f1_score_thr"] is not None else 0.3
+    print(
+        f"[5/6] predictions drawn on validation images (green: truth, red: detections >= {score_thr:.2f},"
+        " the F1-best score threshold)"
+    )
     drawings = []
     by_id = {p.image_id: p for p in details["predictions"]}
     for i in range(min(4, len(val_set))):
@@ -113,7 +117,7 @@ def _demo(args: argparse.Namespace) -> int:
         drawings.append(
             save_png(
                 out / "predictions" / f"{sample.image_id}.png",
-                draw_prediction(sample, pred.boxes, pred.scores, 0.3),
+                draw_prediction(sample, pred.boxes, pred.scores, score_thr),
             )
         )
 
