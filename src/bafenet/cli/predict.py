@@ -52,7 +52,7 @@ def _predict(args: argparse.Namespace) -> int:
         {"weights": str(args.weights), "score_thr": args.score_thr, "images": results},
     )
     n = sum(len(r["boxes"]) for r in results)
-    print(f"{n} detections (score >= {args.score_thr}) in {len(files)} images; results in {out}")
+    print(f"{n} detections (score >= {args.score_thr:.3f}) in {len(files)} images; results in {out}")
     return 0
 
 
