@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from bafenet.data import open_dataset
-from bafenet.engine.evaluate import frame_size_group
 from bafenet.engine.predict import load_trained_model
 from bafenet.engine.setup import build_eval_transform
 from bafenet.models.exchange import ChannelExchange, select_channels
+from tile_probe import first_frames_by_size
 
 
 def selections(model: torch.nn.Module, image: torch.Tensor) -> list[list[set[int]]]:
@@ -65,13 +65,8 @@ def main() -> None:
     model.eval()
     transform = build_eval_transform(cfg)
     dataset = open_dataset(args.data, "val_v2")
-    picked: dict[str, list[int]] = {"small": [], "large": []}
-    for i in range(len(dataset)):
-        group = frame_size_group(dataset[i].image.shape)
-        if len(picked[group]) < args.n:
-            picked[group].append(i)
     c = args.crop
-    for group, indices in picked.items():
+    for group, indices in first_frames_by_size(dataset, args.n).items():
         overlap: dict[tuple[int, str], list[float]] = defaultdict(list)
         across: dict[tuple[int, str], list[set[int]]] = defaultdict(list)
         for i in indices:

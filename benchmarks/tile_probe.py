@@ -21,6 +21,18 @@ from bafenet.engine.predict import load_trained_model
 from bafenet.engine.setup import build_eval_transform
 
 
+def first_frames_by_size(dataset: torch.utils.data.Dataset, n: int) -> dict[str, list[int]]:
+    """Indices of the first ``n`` small and the first ``n`` large frames (reads no further)."""
+    picked: dict[str, list[int]] = {"small": [], "large": []}
+    for i in range(len(dataset)):
+        group = frame_size_group(dataset[i].image.shape)
+        if len(picked[group]) < n:
+            picked[group].append(i)
+        if all(len(indices) == n for indices in picked.values()):
+            break
+    return picked
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -32,8 +44,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model, cfg, _ = load_trained_model(args.weights, torch.device("cpu"))
     dataset = open_dataset(args.data, "val_v2")
-    large = [i for i in range(len(dataset)) if frame_size_group(dataset[i].image.shape) == "large"][: args.n]
-    subset = torch.utils.data.Subset(dataset, large)
+    subset = torch.utils.data.Subset(dataset, first_frames_by_size(dataset, args.n)["large"])
     for protocol, tile in (("native", 0), ("tiles", 384), ("tiles", 768)):
         eval_cfg = dataclasses.replace(cfg.eval, protocol=protocol, tile_size=tile or 1024, tile_overlap=32)
         start = time.time()

@@ -46,7 +46,7 @@ def _demo(args: argparse.Namespace) -> int:
     from bafenet.data.synthetic import write_synthetic_devkit
     from bafenet.engine.distributed import local_device
     from bafenet.engine.evaluate import evaluate
-    from bafenet.engine.predict import draw_prediction, load_trained_model
+    from bafenet.engine.predict import DEFAULT_SCORE_THR, draw_prediction, load_trained_model
     from bafenet.engine.report import format_table, write_eval_outputs
     from bafenet.engine.runs import new_run_dir
     from bafenet.engine.setup import build_eval_transform
@@ -104,7 +104,9 @@ def _demo(args: argparse.Namespace) -> int:
     print(format_table(metrics))
     eval_files = write_eval_outputs(out / "val", metrics, details)
 
-    score_thr = metrics["best_f1_score_thr"] if metrics["best_f1_score_thr"] is not None else 0.3
+    score_thr = metrics["best_f1_score_thr"]
+    if score_thr is None:  # nothing predicted
+        score_thr = DEFAULT_SCORE_THR
     print(
         f"[5/6] predictions drawn on validation images (green: truth, red: detections >= {score_thr:.2f},"
         " the F1-best score threshold)"
