@@ -231,7 +231,8 @@ def markdown_table(records: dict[str, dict]) -> list[str]:
         f"Frame groups: small = {SIZE_GROUPS['small']}, large = {SIZE_GROUPS['large']}. Pd and false alarms"
         " at score 0.3 (a detection is a hit when its centre is within 3 px of a target's centroid), and at"
         " the score threshold that maximises F1 (legacy widths; '—' for runs evaluated before it was"
-        " recorded, which `--add-operating-points` re-evaluates from their weights); FA per megapixel of the original frames. 'images seen' counts training crops /"
+        " recorded, which `--add-operating-points` re-evaluates from their weights); FA per megapixel"
+        " of the original frames. 'images seen' counts training crops /"
         " frames in the budget.",
     ]
     return lines

@@ -86,7 +86,10 @@ def write_eval_outputs(out: str | Path, metrics: dict[str, Any], details: dict[s
     ax.set_ylim(0, 1.02)
     ax.set_title(f"PR @ IoU 0.5: mAP07 {metrics.get('mAP07', 0):.3f}, mAP12 {metrics.get('mAP12', 0):.3f}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.lines:
+        ax.legend()
+    else:  # no detection at all: say so instead of an empty legend
+        ax.text(0.5, 0.5, "no detections", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     with atomic_path(out / "pr_curve.png") as tmp:
         fig.savefig(tmp, dpi=110)
