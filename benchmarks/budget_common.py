@@ -26,7 +26,13 @@ import torch
 from bafenet.config import Config, load_config
 from bafenet.data import open_dataset
 from bafenet.data.sample import Sample
-from bafenet.engine.evaluate import SIZE_GROUPS, evaluate, metrics_by_frame_size, predict_samples
+from bafenet.engine.evaluate import (
+    OPERATING_POINT_KEYS,
+    SIZE_GROUPS,
+    evaluate,
+    metrics_by_frame_size,
+    predict_samples,
+)
 from bafenet.engine.predict import load_trained_model
 from bafenet.engine.setup import build_eval_transform
 from bafenet.engine.trainer import train
@@ -148,16 +154,6 @@ def run_all(runs: list[Run], args, results_dir: Path, work: Path) -> dict[str, d
     return records
 
 
-OPERATING_POINT_KEYS = (
-    "best_f1",
-    "best_f1_score_thr",
-    "best_f1_precision",
-    "best_f1_recall",
-    "irstd_pd_at_best_f1",
-    "irstd_fa_per_mpix_at_best_f1",
-)
-
-
 def add_operating_points(runs: list[Run], data: str, results_dir: Path, work: Path) -> None:
     """Give finished runs evaluated before the F1-best point was recorded their operating point.
 
@@ -165,6 +161,7 @@ def add_operating_points(runs: list[Run], data: str, results_dir: Path, work: Pa
     is added only when the re-evaluation reproduces the recorded mAP07 (within 0.002), and the
     record says it was added afterwards. Runs without weights in ``work`` are left as they are.
     """
+    val_set = open_dataset(data, "val_v2")
     for run in runs:
         done = results_dir / f"{run.name}.json"
         weights = work / run.name / "last.pt"
@@ -177,16 +174,16 @@ def add_operating_points(runs: list[Run], data: str, results_dir: Path, work: Pa
             print(f"{run.name}: no {weights}, operating point left out")
             continue
         model, cfg, _ = load_trained_model(weights, torch.device("cpu"))
-        metrics, _ = evaluate(
-            model, open_dataset(data, "val_v2"), build_eval_transform(cfg), cfg.eval, torch.device("cpu")
-        )
+        metrics, _ = evaluate(model, val_set, build_eval_transform(cfg), cfg.eval, torch.device("cpu"))
         recorded = record["metrics"]["mAP07"]
         if abs(metrics["mAP07"] - recorded) > 2e-3:
             print(
                 f"{run.name}: re-evaluated mAP07 {metrics['mAP07']:.4f} != recorded {recorded:.4f}, left out"
             )
             continue
-        record["metrics"].update({k: metrics[k] for k in OPERATING_POINT_KEYS if metrics.get(k) is not None})
+        record["metrics"].update(
+            {k: metrics[k] for k in OPERATING_POINT_KEYS.values() if metrics.get(k) is not None}
+        )
         record["operating_point_added"] = f"re-evaluated {weights.name} (mAP07 {metrics['mAP07']:.4f})"
         write_json(done, record)
         print(f"{run.name}: operating point score >= {metrics['best_f1_score_thr']:.3f} -> {done}")

@@ -26,7 +26,7 @@ import torch
 from bafenet.config import config_from_dict
 from bafenet.data import open_dataset
 from bafenet.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from bafenet.engine.evaluate import evaluate
+from bafenet.engine.evaluate import evaluate, operating_point
 from bafenet.engine.predict import load_trained_model
 from bafenet.engine.setup import build_eval_transform, build_model_from_config
 from bafenet.fileio import write_text
@@ -55,23 +55,6 @@ def sha256(path: Path) -> str:
 def _portable(override: str) -> str:
     """An override as a reader can reuse it: the training machine's data path becomes DEVKIT."""
     return "data.root=DEVKIT" if override.startswith("data.root=") else override
-
-
-OPERATING_KEYS = {
-    "score_thr": "best_f1_score_thr",
-    "f1": "best_f1",
-    "precision": "best_f1_precision",
-    "recall": "best_f1_recall",
-    "pd": "irstd_pd_at_best_f1",
-    "fa_per_mpix": "irstd_fa_per_mpix_at_best_f1",
-}
-
-
-def operating_point(metrics: dict) -> dict[str, float] | None:
-    """The F1-best operating point of a metrics dict, or None when it lacks one."""
-    if metrics.get("best_f1_score_thr") is None:
-        return None
-    return {name: metrics[key] for name, key in OPERATING_KEYS.items() if metrics.get(key) is not None}
 
 
 def measure_operating_point(path: Path, data: Path, split: str, expected_map07: float) -> dict[str, float]:

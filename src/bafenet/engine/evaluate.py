@@ -163,6 +163,24 @@ def evaluate(
     return metrics, details
 
 
+OPERATING_POINT_KEYS = {
+    "score_thr": "best_f1_score_thr",
+    "f1": "best_f1",
+    "precision": "best_f1_precision",
+    "recall": "best_f1_recall",
+    "pd": "irstd_pd_at_best_f1",
+    "fa_per_mpix": "irstd_fa_per_mpix_at_best_f1",
+}
+"""The F1-best operating point's fields: short name -> key in :func:`evaluate`'s metrics."""
+
+
+def operating_point(metrics: dict[str, Any]) -> dict[str, float] | None:
+    """The F1-best operating point of a metrics dict (short names), or None when it lacks one."""
+    if metrics.get("best_f1_score_thr") is None:
+        return None
+    return {name: metrics[key] for name, key in OPERATING_POINT_KEYS.items() if metrics.get(key) is not None}
+
+
 def _irstd_at_best_f1(irstd: TargetLevelEvaluator, score_thr: float | None) -> dict[str, float | None]:
     """Pd and false alarms at the F1-best score threshold (``None`` when there is none)."""
     if score_thr is None:
