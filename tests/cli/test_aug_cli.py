@@ -67,3 +67,15 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, capsys, devkit: Path) -> N
     assert main(["aug", "stats", str(devkit), "--split", "nosuchsplit", "--out", str(tmp_path / "s")]) == 1
     assert "nosuchsplit" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("verb", ["preview", "stats"])
+def test_repeated_split_entry_is_one_clear_error(devkit: Path, tmp_path: Path, capsys, verb: str) -> None:
+    first = sorted(p.stem for p in (devkit / "PNGImages").glob("*.png"))[0]
+    split = tmp_path / "dup.txt"
+    split.write_text(f"{first}\n{first}\n")
+    out = tmp_path / "out"
+    assert main(["aug", verb, str(devkit), "--split", str(split), "--size", "64", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"bafenet: error: {split}: {first!r} is listed more than once"]
+    assert "Traceback" not in captured.out + captured.err and not out.exists()

@@ -146,6 +146,22 @@ def test_split_problems(tiny_devkit: Path) -> None:
     ]
 
 
+def test_split_paths_are_reported_and_not_read(tiny_devkit: Path, capsys) -> None:
+    """``data check`` lists every split problem, one line each, and checks only the real entries."""
+    (tiny_devkit.parent / "secret.png").write_bytes(b"not part of the dataset")
+    split = tiny_devkit / "Splits" / "evil.txt"
+    split.write_text("Misc_1\n../secret\n/etc/passwd\nMisc_2\nMisc_1\na/../../x\nMisc_404")
+    assert main(["data", "check", str(tiny_devkit), "--split", "evil"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{split}: '../secret' is a path; a split file lists image names only",
+        f"{split}: '/etc/passwd' is a path; a split file lists image names only",
+        f"{split}: 'Misc_1' is listed more than once",
+        f"{split}: 'a/../../x' is a path; a split file lists image names only",
+        f"{split}: lists 'Misc_404', which has no image in {tiny_devkit}/PNGImages",
+        "checked 2 images, 4 targets: 5 problem(s)",
+    ]
+
+
 def test_unexpected_reader_failure_is_a_problem_not_a_crash(tiny_devkit: Path, monkeypatch) -> None:
     import bafenet.data.check as check_module
 
@@ -184,6 +200,11 @@ def test_mask_dataset_check(tiny_maskset_factory, tiny_data) -> None:
     assert report.problems[1] == f"{mask}: size 10x10 differs from the image's 48x40"
     assert report.problems[2].startswith(f"{root}/images/iraytek-7.png: cannot decode image")
     assert (report.n_images, report.n_targets) == (3, 3)
+    (root / "trainval.txt").write_text("Misc_1\n../../etc/passwd\nMisc_1")
+    assert check_dataset(root, "trainval").problems == [
+        f"{root}/trainval.txt: '../../etc/passwd' is a path; a split file lists image names only",
+        f"{root}/trainval.txt: 'Misc_1' is listed more than once",
+    ]
 
 
 # ---------------------------------------------------------------------------- real release

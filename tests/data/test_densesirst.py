@@ -94,6 +94,46 @@ def test_split_entry_without_image(tiny_devkit: Path) -> None:
     assert info.value.path == tiny_devkit / "Splits" / "broken.txt"
 
 
+def test_repeated_split_entry_is_refused(tiny_devkit: Path) -> None:
+    split = tiny_devkit / "Splits" / "dup.txt"
+    split.write_text("Misc_1\nMisc_2\nMisc_1.png")  # the same image, once with its extension
+    with pytest.raises(DataError) as info:
+        open_dataset(tiny_devkit, "dup")
+    assert str(info.value) == f"{split}: 'Misc_1' is listed more than once"
+
+
+# entries that name a path instead of an image: each is refused, none is looked up
+PATH_ENTRIES = [
+    "../../etc/passwd",
+    "/etc/passwd",
+    "a/../../x",
+    "..",
+    "../secret",
+    "..\\secret",
+    "PNGImages/Misc_1",
+]
+
+
+@pytest.mark.parametrize("entry", PATH_ENTRIES)
+def test_split_entry_that_is_a_path_is_refused(tiny_devkit: Path, entry: str) -> None:
+    (tiny_devkit.parent / "secret.png").write_bytes(b"not part of the dataset")
+    split = tiny_devkit / "Splits" / "evil.txt"
+    split.write_text(f"Misc_1\n{entry}\n")
+    with pytest.raises(DataError) as info:
+        DenseSIRST(tiny_devkit, "evil")
+    assert str(info.value) == f"{split}: {entry!r} is a path; a split file lists image names only"
+
+
+def test_several_split_problems_give_one_line(tiny_devkit: Path) -> None:
+    split = tiny_devkit / "Splits" / "bad.txt"
+    split.write_text("Misc_1\nMisc_1\n../x\nMisc_2\nMisc_2")
+    with pytest.raises(DataError) as info:
+        DenseSIRST(tiny_devkit, "bad")
+    assert str(info.value) == (
+        f"{split}: 'Misc_1' is listed more than once (and 2 more problem(s): run 'bafenet data check')"
+    )
+
+
 def test_cache_returns_equal_independent_samples(tiny_devkit: Path) -> None:
     plain = DenseSIRST(tiny_devkit)
     cached = DenseSIRST(tiny_devkit, cache=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import stat
 import tarfile
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +27,7 @@ MAX_REQUESTS = 20
 class _Handler(BaseHTTPRequestHandler):
     """Serves ``server.files[path]``; honours ``Range`` when ``server.support_range``."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         server = self.server
         server.requests.append((self.path, self.headers.get("Range")))
         if len(server.requests) > MAX_REQUESTS:
@@ -132,7 +134,7 @@ def test_truncated_download_is_kept_for_resume(tmp_path: Path) -> None:
     """A server that closes early: a clear error, and the partial file stays for a resume."""
 
     class Truncating(_Handler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.server.requests.append((self.path, self.headers.get("Range")))
             self.send_response(200)
             self.send_header("Content-Length", "5000")
@@ -212,6 +214,152 @@ def test_safe_tar_extracts(tmp_path: Path) -> None:
     into.mkdir()
     safe_extract(archive, into)
     assert (into / "top/data/SIRSTdevkit/link.png").read_bytes() == b"abc"
+    assert not (into / "top/data/SIRSTdevkit/link.png").is_symlink()  # written as a copy
+
+
+# An entry is (kind, name) for a folder, (kind, name, bytes) for a file, (kind, name, target) for a link.
+Entry = tuple[str, ...] | tuple[str, str, bytes]
+
+
+def _write_tar(path: Path, entries: list[Entry]) -> Path:
+    with tarfile.open(path, "w") as tf:
+        for kind, name, *rest in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(rest[0])
+                tf.addfile(info, io.BytesIO(rest[0]))
+                continue
+            info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE}[
+                kind
+            ]
+            info.linkname = rest[0] if rest else ""
+            tf.addfile(info)
+    return path
+
+
+def _write_zip(path: Path, entries: list[Entry]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a repeated name is what some tests want
+        for kind, name, *rest in entries:
+            if kind == "dir":
+                zf.writestr(name.rstrip("/") + "/", b"")
+            elif kind == "file":
+                zf.writestr(name, rest[0])
+            else:  # a symbolic link, as Unix zip tools store it: mode S_IFLNK, data = the target
+                info = zipfile.ZipInfo(name)
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+                zf.writestr(info, rest[0])
+    return path
+
+
+CHAINED_LINKS = [("symlink", "a", "."), ("symlink", "a/b", ".."), ("file", "b/file", b"pwned")]
+
+
+@pytest.mark.parametrize("has_data_filter", [True, False])
+def test_chained_links_cannot_escape(tmp_path: Path, monkeypatch, has_data_filter: bool) -> None:
+    """Each link looks harmless by name; together ``b/file`` would land beside ``out``."""
+    if not has_data_filter:  # Python 3.10.0-3.10.11 and 3.11.0-3.11.3 have no tar "data" filter
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    archive = _write_tar(tmp_path / "chain.tar", CHAINED_LINKS)
+    into = tmp_path / "out"
+    into.mkdir()
+    with pytest.raises(BafenetError, match=r"unsafe member 'a/b' \(its path runs through the symlink 'a'\)"):
+        safe_extract(archive, into)
+    assert not list(into.iterdir())  # nothing at all extracted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.tar", "out"]  # nothing beside it
+
+
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+@pytest.mark.parametrize(
+    ("entries", "refused", "reason"),
+    [
+        # a file under a link: a zip tool would write the link as a file, then fail on NotADirectoryError
+        (
+            [("file", "top/a.png", b"abc"), ("symlink", "top/d", "a.png"), ("file", "top/d/x", b"x")],
+            "top/d/x",
+            "its path runs through the symlink 'top/d'",
+        ),
+        (
+            [("dir", "top"), ("symlink", "top/d", "."), ("file", "top/d/x", b"x")],
+            "top/d/x",
+            "its path runs through the symlink 'top/d'",
+        ),
+        ([("file", "top/f", b"abc"), ("file", "top/f/x", b"x")], "top/f/x", "its path runs through the file"),
+        # never write through a link: a later member may not replace one
+        (
+            [("file", "top/a.png", b"abc"), ("symlink", "top/l", "a.png"), ("file", "top/l", b"new")],
+            "top/l",
+            "another member has the same path",
+        ),
+        ([("symlink", "top/x", "y"), ("symlink", "top/y", "x")], "top/x", "link loop"),
+        ([("dir", "top/sub"), ("symlink", "top/d", "sub")], "top/d", "link to a folder"),
+        ([("symlink", "top/d", ".")], "top/d", "link to a folder"),
+        (
+            [("symlink", "top/d", "missing.png")],
+            "top/d",
+            "link to 'missing.png', which is not a file of the archive",
+        ),
+        (
+            [("file", "top/f", b"abc"), ("symlink", "top/d", "f/../f")],
+            "top/d",
+            "link to 'f/../f', which is not a file of the archive",
+        ),
+        ([("symlink", "top/d", "../../x")], "top/d", "link pointing outside the archive"),
+        ([("symlink", "top/d", "/etc/passwd")], "top/d", "link to an absolute path"),
+    ],
+)
+def test_links_that_do_not_end_at_an_archive_file_are_refused(
+    tmp_path: Path, fmt: str, entries: list[Entry], refused: str, reason: str
+) -> None:
+    archive = (_write_tar if fmt == "tar" else _write_zip)(tmp_path / f"a.{fmt}", entries)
+    into = tmp_path / "out"
+    into.mkdir()
+    with pytest.raises(BafenetError, match=re.escape(f"unsafe member {refused!r} ({reason}")) as info:
+        safe_extract(archive, into)
+    assert str(info.value).endswith("; nothing extracted")
+    assert not list(into.iterdir())
+
+
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+def test_links_inside_are_written_as_copies(tmp_path: Path, fmt: str) -> None:
+    entries: list[Entry] = [
+        ("symlink", "top/early.png", "sub/a.png"),  # names a file that comes later
+        ("file", "top/sub/a.png", b"abc"),
+        ("symlink", "top/sub/again.png", "../early.png"),  # a link to a link
+    ]
+    if fmt == "tar":
+        entries.append(("hardlink", "top/hard.png", "top/sub/a.png"))
+    archive = (_write_tar if fmt == "tar" else _write_zip)(tmp_path / f"a.{fmt}", entries)
+    into = tmp_path / "out"
+    into.mkdir()
+    safe_extract(archive, into)
+    written = sorted(p.relative_to(into).as_posix() for p in into.rglob("*") if p.is_file())
+    assert written == sorted(name for _, name, *_ in entries)
+    assert all((into / name).read_bytes() == b"abc" for name in written)
+    assert not [p for p in into.rglob("*") if p.is_symlink()]
+
+
+def test_tar_hardlink_to_a_missing_file_is_refused(tmp_path: Path) -> None:
+    archive = _write_tar(tmp_path / "a.tar", [("file", "top/a.png", b"abc"), ("hardlink", "top/h", "a.png")])
+    into = tmp_path / "out"
+    into.mkdir()
+    with pytest.raises(
+        BafenetError, match=r"'top/h' \(link to 'a.png', which is not a file of the archive\)"
+    ):
+        safe_extract(archive, into)  # a hard link names its target from the archive root
+    assert not list(into.iterdir())
+
+
+def test_existing_link_in_the_target_is_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    into = tmp_path / "out"
+    into.mkdir()
+    (into / "top").symlink_to(outside)
+    archive = _write_tar(tmp_path / "a.tar", [("file", "top/x", b"x")])
+    with pytest.raises(BafenetError, match="exists and is not a folder"):
+        safe_extract(archive, into)
+    assert not list(outside.iterdir())
 
 
 def test_unknown_dataset_and_not_an_archive(server: ThreadingHTTPServer, tmp_path: Path) -> None:
@@ -238,3 +386,25 @@ def test_tar_release_and_cli(server: ThreadingHTTPServer, tmp_path: Path, capsys
     bad_sha = "ab" * 32
     assert main(["data", "download", "densesirst", "--root", root_b, "--url", url, "--sha256", bad_sha]) == 1
     assert "sha256 mismatch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+def test_cli_refuses_an_archive_with_links_in_one_line(
+    server: ThreadingHTTPServer, tmp_path: Path, capsys, fmt: str
+) -> None:
+    """The whole download: one error line, no traceback, nothing left under the root or beside it."""
+    entries: list[Entry] = [("file", "top/data/SIRSTdevkit/PNGImages/a.png", b"abc"), *CHAINED_LINKS]
+    if fmt == "zip":  # a file under a link: zipfile alone would end in NotADirectoryError
+        entries = [entries[0], ("symlink", "top/d", "data"), ("file", "top/d/x", b"x")]
+    archive = (_write_tar if fmt == "tar" else _write_zip)(tmp_path / f"evil.{fmt}", entries)
+    server.files[f"/evil.{fmt}"] = archive.read_bytes()
+    root = tmp_path / "root"
+    url = _url(server, f"/evil.{fmt}")
+    assert main(["data", "download", "densesirst", "--root", str(root), "--url", url]) == 1
+    err = capsys.readouterr().err  # also holds the download's progress bar
+    errors = [line for line in err.splitlines() if "error" in line]
+    refused = "a/b" if fmt == "tar" else "top/d/x"
+    assert len(errors) == 1 and "Traceback" not in err
+    assert f"unsafe member {refused!r}" in errors[0] and errors[0].endswith("nothing extracted")
+    assert not [p for p in root.rglob("*") if not p.is_dir()]  # archive deleted, nothing extracted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil." + fmt, "root"]

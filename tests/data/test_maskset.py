@@ -116,6 +116,26 @@ def test_missing_split_entry(tiny_maskset_factory) -> None:
         MaskDataset(root, "trainval")
 
 
+def test_repeated_split_entry_is_refused(tiny_maskset_factory) -> None:
+    root = tiny_maskset_factory()
+    (root / "trainval.txt").write_text("Misc_1\niraytek-7\nMisc_1")
+    with pytest.raises(DataError) as info:
+        open_dataset(root, "trainval")
+    assert str(info.value) == f"{root}/trainval.txt: 'Misc_1' is listed more than once"
+
+
+@pytest.mark.parametrize(
+    "entry", ["../../etc/passwd", "/etc/passwd", "a/../../x", "..", "../secret", "images/Misc_1"]
+)
+def test_split_entry_that_is_a_path_is_refused(tiny_maskset_factory, entry: str) -> None:
+    root = tiny_maskset_factory()
+    (root.parent / "secret.png").write_bytes(b"not part of the dataset")
+    (root / "trainval.txt").write_text(f"Misc_1\n{entry}")
+    with pytest.raises(DataError) as info:
+        MaskDataset(root, "trainval")
+    assert str(info.value) == f"{root}/trainval.txt: {entry!r} is a path; a split file lists image names only"
+
+
 def test_real_masks_give_the_annotated_targets(real_devkit: Path) -> None:
     """The devkit read as a mask-only set: components ~ boxes, centroid points = the point labels."""
     as_masks = MaskDataset(real_devkit, "mini_trainval", image_dir="PNGImages", mask_dir="SIRST/BinaryMask")

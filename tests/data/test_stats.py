@@ -92,6 +92,17 @@ def test_cli_stats(devkit: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (tmp_path / "out" / "stats.json").is_file()
 
 
+def test_cli_stats_refuses_a_repeated_split_entry(devkit: Path, tmp_path: Path, capsys) -> None:
+    first = sorted(p.stem for p in (devkit / "PNGImages").glob("*.png"))[0]
+    split = tmp_path / "dup.txt"
+    split.write_text(f"{first}\n{first}\n")
+    out = tmp_path / "out"
+    assert main(["data", "stats", str(devkit), "--split", str(split), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"bafenet: error: {split}: {first!r} is listed more than once"]
+    assert "images:" not in captured.out and not out.exists()
+
+
 def test_real_trainval_v2(real_devkit: Path) -> None:
     stats = dataset_stats(real_devkit, "trainval_v2")
     ids = (real_devkit / "Splits" / "trainval_v2.txt").read_text().split()

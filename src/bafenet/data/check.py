@@ -13,9 +13,9 @@ For a DenseSIRST devkit, per image (every file the reader uses, and its twin whe
 * the two versions of a mask (binary / palette) agree pixel for pixel;
 * there are as many points as boxes, and after matching each point lies in its box or at
   most 1 px outside it (one released point sits 1 px outside its box);
-* split entries exist and are not repeated.
+* split entries are image names (not paths), exist and are not repeated.
 
-For a mask-only dataset: images and masks exist, decode and agree in size; split entries exist.
+For a mask-only dataset: images and masks exist, decode and agree in size; split entries as above.
 The unused RectLabel metadata files (``*/BinaryMask/<id>.xml``) are not read.
 """
 
@@ -36,10 +36,12 @@ from bafenet.data.densesirst import (
     IMAGE_DIR,
     DevkitFiles,
     box_problems,
+    is_image_name,
     match_points_to_boxes,
     read_point_file,
     read_split_file,
     resolve_split,
+    split_entry_problems,
 )
 from bafenet.data.imageio import read_label_mask, read_raw
 from bafenet.data.maskset import MaskDataset
@@ -97,22 +99,22 @@ def _split_ids(
     folder: Path,
     problems: _Problems,
 ) -> list[str]:
-    """The ids to check: every image, or a split's entries (missing/repeated ones reported)."""
+    """The ids to check: every image, or a split's entries (paths, repeated and missing ones reported)."""
     if split is None:
         return all_ids
     split_file = resolve(root, split)
-    ids = []
-    seen: set[str] = set()
-    for image_id in read_split_file(split_file):
-        if image_id in seen:
-            problems.append(f"{split_file}: {image_id!r} is listed more than once")
-        elif image_id not in present:
-            problems.append(f"{split_file}: lists {image_id!r}, which has no image in {folder}")
-        else:
-            ids.append(image_id)
-        seen.add(image_id)
-    if not seen:
+    entries = read_split_file(split_file)
+    if not entries:
         problems.append(f"{split_file}: split file lists no images")
+    problems.extend(f"{split_file}: {text}" for text in split_entry_problems(entries))
+    ids = []
+    for image_id in dict.fromkeys(entries):  # each once, in file order
+        if not is_image_name(image_id):
+            continue  # reported above
+        if image_id in present:
+            ids.append(image_id)
+        else:
+            problems.append(f"{split_file}: lists {image_id!r}, which has no image in {folder}")
     return ids
 
 

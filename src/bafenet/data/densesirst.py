@@ -7,7 +7,7 @@ Per image stem ``S`` (all paths relative to the devkit root)::
     SIRST/BinaryMask/S_pixels0.png       target mask 0/255   (fallback: SIRST/PaletteMask/S.png)
     SIRST/Point_label/S_pixels0.txt      one "x y" pixel index per target, in any order
     SkySeg/PaletteMask/S.png             sky mask, palette indices 0/1 (or SkySeg/BinaryMask/S_pixels0.png)
-    Splits/<name>.txt                    one stem per line (no trailing newline)
+    Splits/<name>.txt                    one stem per line (no trailing newline), each once
 
 Every file is decoded lazily, one sample at a time; ``cache=True`` keeps the decoded
 arrays in memory (raw 8-bit image, bit-packed masks) for the next epoch. The point file's
@@ -117,6 +117,41 @@ def read_split_file(path: Path) -> list[str]:
                 entry[: -len(Path(entry).suffix)] if entry.lower().endswith(IMAGE_SUFFIXES) else entry
             )
     return stems
+
+
+def is_image_name(entry: str) -> bool:
+    """True for a plain image name; False for a path (a folder, ``..``, absolute)."""
+    return "/" not in entry and "\\" not in entry and entry not in (".", "..")
+
+
+def split_entry_problems(ids: list[str]) -> list[str]:
+    """One message per split entry that is a path instead of an image name or repeats an earlier one."""
+    problems = []
+    seen: set[str] = set()
+    for image_id in ids:
+        if not is_image_name(image_id):
+            problems.append(f"{image_id!r} is a path; a split file lists image names only")
+        elif image_id in seen:
+            problems.append(f"{image_id!r} is listed more than once")
+        seen.add(image_id)
+    return problems
+
+
+def read_split_ids(path: Path) -> list[str]:
+    """The image names of a split file, each once.
+
+    Raises:
+        DataError: naming the file, for an empty list, an entry that is a path, or a repeated
+            entry (the first problem; ``bafenet data check`` lists them all).
+    """
+    ids = read_split_file(path)
+    if not ids:
+        raise DataError(path, "split file lists no images")
+    problems = split_entry_problems(ids)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s): run 'bafenet data check')" if problems[1:] else ""
+        raise DataError(path, problems[0] + more)
+    return ids
 
 
 # ---------------------------------------------------------------------------- points
@@ -286,9 +321,7 @@ class DenseSIRST:
                 raise DataError(image_dir, "no .png images")
         else:
             self.split_file = resolve_split(self.root, split)
-            self.ids = read_split_file(self.split_file)
-            if not self.ids:
-                raise DataError(self.split_file, "split file lists no images")
+            self.ids = read_split_ids(self.split_file)
             missing = [image_id for image_id in self.ids if image_id not in present]
             if missing:
                 shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")

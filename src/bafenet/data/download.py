@@ -9,9 +9,12 @@ repository (its devkit lives at ``<repo>-main/data/SIRSTdevkit``) and leaves the
   server that ignores ``Range`` (answers 200) makes it start again from byte 0.
 * The size is checked against ``Content-Length``; the sha256 is always printed and,
   when one is known or given, compared (a mismatch deletes the download).
-* Extraction (zip or tar) refuses any member that would land outside the target
-  folder: absolute paths, ``..`` components, links pointing outside, device files.
-  It extracts into a temporary folder next to the target and renames the devkit into
+* Extraction (zip or tar) first places every member in a simulated tree and refuses the
+  whole archive, naming the member, for an absolute path, a ``..`` component, a path that
+  runs through a link or a file, a repeated member, a device file, or a link that does not
+  end (following further links) at a regular file of the archive. Links are written as
+  copies of that file, so the extracted tree holds no links and nothing is written through
+  one. It extracts into a temporary folder next to the target and renames the devkit into
   place, so the target is either complete or absent. The archive is deleted afterwards
   (also when it turns out unusable).
 """
@@ -31,8 +34,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from tqdm import tqdm
 
@@ -142,74 +148,197 @@ def download_file(url: str, dest: Path, sha256: str | None = None) -> str:
     return digest
 
 
-def _unsafe_reason(name: str, link: str | None = None, hardlink: bool = False) -> str | None:
-    """Why archive member ``name`` (optionally a link to ``link``) would escape, or None."""
+class _Unsafe(Exception):
+    """Why an archive member is refused (the caller names the archive and the member)."""
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One archive member, read from the archive's index (nothing extracted yet)."""
+
+    name: str  # as stored
+    kind: str  # "dir", "file", "symlink" (link relative to its folder) or "hardlink" (to the root)
+    link: str | None  # the link target of a symlink or hardlink
+    source: object  # the tarfile.TarInfo / zipfile.ZipInfo that holds a file's bytes
+
+
+def _split_name(name: str) -> tuple[str, ...]:
+    """The folder/file components of a stored path; raise :class:`_Unsafe` for one that could escape."""
     name = name.replace("\\", "/")
+    if "\x00" in name:
+        raise _Unsafe("NUL byte in its path")
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        return "absolute path"
-    if ".." in name.split("/"):
-        return "'..' in its path"
-    if link is not None:
-        link = link.replace("\\", "/")
-        if link.startswith("/") or re.match(r"^[A-Za-z]:", link):
-            return f"link to an absolute path {link!r}"
-        # a symlink is relative to its own folder, a hard link to the archive root
-        resolved = posixpath.normpath(link if hardlink else posixpath.join(posixpath.dirname(name), link))
-        if resolved == ".." or resolved.startswith("../"):
-            return f"link pointing outside the archive ({link!r})"
-    return None
+        raise _Unsafe("absolute path")
+    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    if ".." in parts:
+        raise _Unsafe("'..' in its path")
+    return parts
 
 
-def _extract_zip(archive: Path, into: Path) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            mode = info.external_attr >> 16
-            link = zf.read(info).decode("utf-8", "replace") if stat.S_ISLNK(mode) else None
-            reason = _unsafe_reason(info.filename, link)
-            if reason:
-                raise BafenetError(
-                    f"{archive}: unsafe member {info.filename!r} ({reason}); nothing extracted"
-                )
-        zf.extractall(into)
+def _plan(members: list[_Member]) -> list[tuple[tuple[str, ...], _Member | None]]:
+    """What to write, in archive order: ``(path parts, member whose bytes it gets or None for a folder)``.
 
+    Every member is placed in a simulated tree before anything is written. Refused: escaping
+    paths, a path that runs through a file or a link, a member given twice, a folder given as a
+    file, and a link that does not end (following further links) at a regular file of the
+    archive. A link is planned as a copy of that file, so the written tree holds no links.
 
-def _extract_tar(archive: Path, into: Path) -> None:
-    with tarfile.open(archive) as tf:
-        members = tf.getmembers()
-        for member in members:
-            if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                reason = "not a regular file, folder or link"
-            else:
-                link = member.linkname if (member.issym() or member.islnk()) else None
-                reason = _unsafe_reason(member.name, link, hardlink=member.islnk())
-            if reason:
-                raise BafenetError(f"{archive}: unsafe member {member.name!r} ({reason}); nothing extracted")
+    Raises:
+        _Unsafe: with the refused member's name as ``args[1]``.
+    """
+    tree: dict[tuple[str, ...], _Member | None] = {(): None}  # None: a folder
+    for member in members:
         try:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: a second line of defence
-                tf.extractall(into, members=members, filter="data")
+            parts = _split_name(member.name)
+            for depth in range(1, len(parts)):
+                above = tree.setdefault(parts[:depth], None)
+                if above is not None:
+                    raise _Unsafe(f"its path runs through the {above.kind} {above.name!r}")
+            if parts in tree:
+                if member.kind == "dir" and tree[parts] is None:
+                    continue  # a folder listed again, or after its contents
+                raise _Unsafe("another member has the same path")
+            tree[parts] = None if member.kind == "dir" else member
+        except _Unsafe as exc:
+            raise _Unsafe(exc.args[0], member.name) from None
+    plan = []
+    for parts, member in tree.items():
+        if parts and member is not None and member.kind in ("symlink", "hardlink"):
+            try:
+                plan.append((parts, _link_source(parts, tree)))
+            except _Unsafe as exc:
+                raise _Unsafe(exc.args[0], member.name) from None
+        elif parts:
+            plan.append((parts, member))
+    return plan
+
+
+def _link_source(parts: tuple[str, ...], tree: dict[tuple[str, ...], _Member | None]) -> _Member:
+    """The regular file that the link at ``parts`` ends at, following further links."""
+    seen = set()
+    member = tree[parts]
+    while member is not None and member.kind != "file":
+        if parts in seen:
+            raise _Unsafe("link loop")
+        seen.add(parts)
+        target = (member.link or "").replace("\\", "/")
+        if target.startswith("/") or re.match(r"^[A-Za-z]:", target):
+            raise _Unsafe(f"link to an absolute path {member.link!r}")
+        walked = list(parts[:-1]) if member.kind == "symlink" else []
+        for part in target.split("/"):
+            if part in ("", "."):
+                continue
+            if tree.get(tuple(walked), False) is not None:  # not a folder: a file, a link, or absent
+                raise _Unsafe(f"link to {member.link!r}, which is not a file of the archive")
+            if part != "..":
+                walked.append(part)
+            elif walked:
+                walked.pop()
             else:
-                tf.extractall(into, members=members)
-        except tarfile.TarError as exc:
-            raise BafenetError(f"{archive}: cannot extract ({exc})") from exc
+                raise _Unsafe(f"link pointing outside the archive ({member.link!r})")
+        parts = tuple(walked)
+        if parts not in tree:
+            raise _Unsafe(f"link to {member.link!r}, which is not a file of the archive")
+        member = tree[parts]
+    if member is None:
+        raise _Unsafe("link to a folder")
+    return member
+
+
+def _write_plan(
+    archive: Path,
+    plan: list[tuple[tuple[str, ...], _Member | None]],
+    into: Path,
+    open_member: Callable[[Any], IO[bytes]],
+) -> None:
+    """Create the planned folders and files under ``into``; never follows a link on the way."""
+    root = os.path.realpath(into)
+    try:
+        for parts, member in plan:
+            folder = root
+            for part in parts if member is None else parts[:-1]:
+                folder = os.path.join(folder, part)
+                try:
+                    os.mkdir(folder)
+                except FileExistsError:
+                    if os.path.islink(folder) or not os.path.isdir(folder):
+                        raise BafenetError(f"{folder}: exists and is not a folder; not extracted") from None
+            if member is None:
+                continue
+            dest = os.path.join(folder, parts[-1])
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            try:
+                fd = os.open(dest, flags, 0o666)
+            except FileExistsError:
+                raise BafenetError(f"{dest}: exists already; not extracted") from None
+            with os.fdopen(fd, "wb") as out, open_member(member.source) as data:
+                shutil.copyfileobj(data, out, CHUNK)
+    except (OSError, NotImplementedError) as exc:  # a full disk, an unsupported compression method
+        raise BafenetError(f"{archive}: cannot extract ({exc})") from exc
+
+
+MAX_LINK_BYTES = 4096  # the longest symbolic link target read from a zip
+
+
+def _zip_members(zf: zipfile.ZipFile) -> list[_Member]:
+    members = []
+    for info in zf.infolist():
+        if info.flag_bits & 0x1:
+            raise _Unsafe("encrypted", info.filename)
+        if info.is_dir():
+            members.append(_Member(info.filename, "dir", None, info))
+        elif stat.S_ISLNK(info.external_attr >> 16):
+            with zf.open(info) as f:
+                target = f.read(MAX_LINK_BYTES + 1)
+            if len(target) > MAX_LINK_BYTES:
+                raise _Unsafe("link target too long", info.filename)
+            members.append(_Member(info.filename, "symlink", target.decode("utf-8", "replace"), info))
+        else:
+            members.append(_Member(info.filename, "file", None, info))
+    return members
+
+
+def _tar_members(tf: tarfile.TarFile) -> list[_Member]:
+    members = []
+    for info in tf.getmembers():
+        if info.isdir():
+            members.append(_Member(info.name, "dir", None, info))
+        elif info.isreg():
+            members.append(_Member(info.name, "file", None, info))
+        elif info.issym() or info.islnk():
+            kind = "symlink" if info.issym() else "hardlink"
+            members.append(_Member(info.name, kind, info.linkname, info))
+        else:
+            raise _Unsafe("not a regular file, folder or link", info.name)
+    return members
 
 
 def safe_extract(archive: Path, into: Path) -> None:
     """Extract a zip or tar ``archive`` into the existing folder ``into``, refusing escapes.
 
-    Every member is checked before anything is written.
+    The whole archive is checked against a simulated tree before anything is written (see
+    :func:`_plan`); links are written as copies of the regular file they point to, so the
+    extracted tree holds no links. Files are created new with default permissions (the
+    archive's modes, owners and times are not applied).
 
     Raises:
-        BafenetError: naming the archive and the first unsafe member, or for an unknown format.
+        BafenetError: naming the archive and the first refused member ("nothing extracted"),
+            for an unknown format, or for a damaged member found while writing.
     """
     archive = Path(archive)
     try:
         if zipfile.is_zipfile(archive):
-            _extract_zip(archive, into)
+            with zipfile.ZipFile(archive) as zf:
+                _write_plan(archive, _plan(_zip_members(zf)), into, zf.open)
         elif tarfile.is_tarfile(archive):
-            _extract_tar(archive, into)
+            with tarfile.open(archive) as tf:
+                _write_plan(archive, _plan(_tar_members(tf)), into, tf.extractfile)
         else:
             raise BafenetError(f"{archive}: not a zip or tar archive")
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+    except _Unsafe as exc:
+        reason, name = exc.args
+        raise BafenetError(f"{archive}: unsafe member {name!r} ({reason}); nothing extracted") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
         raise BafenetError(f"{archive}: damaged archive ({exc})") from exc
 
 

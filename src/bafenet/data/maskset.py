@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bafenet.data.components import mask_components
-from bafenet.data.densesirst import IMAGE_SUFFIXES, read_split_file, require_shape
+from bafenet.data.densesirst import IMAGE_SUFFIXES, read_split_ids, require_shape
 from bafenet.data.imageio import read_label_mask, read_raw, to_gray
 from bafenet.data.sample import Sample
 from bafenet.errors import DataError
@@ -158,9 +158,7 @@ class MaskDataset:
             self.ids = sorted(self._images)
         else:
             self.split_file = resolve_split(self.root, split)
-            self.ids = read_split_file(self.split_file)
-            if not self.ids:
-                raise DataError(self.split_file, "split file lists no images")
+            self.ids = read_split_ids(self.split_file)
             missing = [image_id for image_id in self.ids if image_id not in self._images]
             if missing:
                 shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
