@@ -1,5 +1,11 @@
 """Evaluation loop: predictions on a dataset, then VOC mAP, IRSTD Pd / false alarms and sky IoU.
 
+Predicted boxes come back in original-image coordinates, the frame of each original
+sample's boxes and ``sky_mask``; the annotated sky value at each prediction's centre is
+looked up there, so false alarms are counted in the sky, off the sky and where the sky is
+unknown (:mod:`bafenet.metrics.irstd`). The model's own sky map is scored at input
+resolution against the transformed sample's ``sky_mask``.
+
 Every image is predicted on its own input geometry and batched only with images of the
 same padded shape, so the numbers do not depend on the batch size. Under ``torchrun``
 each process predicts a shard of the images and the metric accumulators are merged.
@@ -22,6 +28,7 @@ from bafenet.data.sample import Sample
 from bafenet.engine.distributed import all_gather_objects, is_main_process, rank, world_size
 from bafenet.engine.tiling import predict_tiled
 from bafenet.metrics import DetectionEvaluator, SkyIoU, TargetLevelEvaluator
+from bafenet.metrics.irstd import sky_at_centers
 
 
 @dataclass
@@ -34,6 +41,7 @@ class Prediction:
     gt_boxes: np.ndarray  # (N, 4) original coordinates
     image_size: tuple[int, int]  # original (H, W)
     gt_points: np.ndarray | None = None  # (N, 2) target centres when the labels give them
+    pred_sky: np.ndarray | None = None  # (K,) annotated sky at each box centre: 1 / 0 / 255 unknown
 
 
 def _batches(
@@ -96,6 +104,7 @@ def evaluate(
     device: torch.device,
     progress: bool = True,
     keep_predictions: bool = False,
+    stated_score_thr: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate ``model`` on every image of ``dataset``.
 
@@ -103,10 +112,14 @@ def evaluate(
         transform: the eval pipeline (e.g. the official 512x512 resize).
         cfg: thresholds and the Pd operating point.
         keep_predictions: also return every image's detections (rank 0).
+        stated_score_thr: the operating threshold the checkpoint states (its release
+            metadata, or the F1-best of its last validation); Pd and false alarms are
+            also reported there (``*_at_stated``).
 
     Returns:
         ``(metrics, details)``: flat metrics (detection in both width conventions, Pd / false
-        alarms, sky IoU) and details (per-image rows, PR and Pd-FA curves, predictions).
+        alarms with their sky split and at fixed Pd, sky IoU) and details (per-image rows, PR
+        and Pd-FA curves, predictions).
     """
     was_training = model.training
     model.eval()
@@ -123,6 +136,7 @@ def evaluate(
         for sample, t, out in zip(originals, transformed, outputs, strict=True):
             boxes = out["boxes"].float().cpu().numpy()
             scores = out["scores"].float().cpu().numpy()
+            pred_sky = sky_at_centers(boxes, sample.sky_mask)  # boxes and sky_mask: original frame
             det.add(sample.image_id, boxes, scores, sample.boxes)
             irstd.add(
                 sample.image_id,
@@ -131,6 +145,7 @@ def evaluate(
                 sample.boxes,
                 image_size=(sample.height, sample.width),
                 gt_centers=sample.points if len(sample.points) == len(sample.boxes) else None,
+                pred_sky=pred_sky,
             )
             if "sky_prob" in out:
                 prob = out["sky_prob"].float().cpu().numpy()[: t.height, : t.width]
@@ -139,7 +154,13 @@ def evaluate(
                 points = sample.points if len(sample.points) == len(sample.boxes) else None
                 predictions.append(
                     Prediction(
-                        sample.image_id, boxes, scores, sample.boxes, (sample.height, sample.width), points
+                        sample.image_id,
+                        boxes,
+                        scores,
+                        sample.boxes,
+                        (sample.height, sample.width),
+                        points,
+                        pred_sky,
                     )
                 )
         bar.update(len(originals))
@@ -148,9 +169,8 @@ def evaluate(
 
     det, irstd, sky, predictions = _merge_across_ranks(det, irstd, sky, predictions)
     metrics: dict[str, Any] = dict(det.compute())
-    metrics.update({f"irstd_{k}": v for k, v in irstd.compute().items()})
-    metrics.update(_irstd_at_best_f1(irstd, metrics["best_f1_score_thr"]))
-    if sky.num_images:  # models with a sky branch
+    metrics.update(irstd_metrics(irstd, metrics["best_f1_score_thr"], stated_score_thr))
+    if sky.num_images and sky.confusion.sum():  # a sky map and sky annotation
         for key, value in sky.compute().items():
             metrics[key if key.startswith(("sky_", "not_sky_")) else f"sky_{key}"] = value
     details = {
@@ -181,15 +201,43 @@ def operating_point(metrics: dict[str, Any]) -> dict[str, float] | None:
     return {name: metrics[key] for name, key in OPERATING_POINT_KEYS.items() if metrics.get(key) is not None}
 
 
-def _irstd_at_best_f1(irstd: TargetLevelEvaluator, score_thr: float | None) -> dict[str, float | None]:
-    """Pd and false alarms at the F1-best score threshold (``None`` when there is none)."""
-    if score_thr is None:
-        return {"irstd_pd_at_best_f1": None, "irstd_fa_per_mpix_at_best_f1": None}
-    at = irstd.compute(score_threshold=score_thr)
-    return {"irstd_pd_at_best_f1": at["pd"], "irstd_fa_per_mpix_at_best_f1": at["fa_per_mpix"]}
+AT_THRESHOLD_KEYS = (
+    "pd",
+    "false_alarms",
+    "fa_per_mpix",
+    "false_alarms_in_sky",
+    "false_alarms_off_sky",
+    "false_alarms_sky_unknown",
+    "fa_off_sky_share",
+)
+"""The IRSTD fields reported at the F1-best and at the stated score threshold."""
 
 
-def _merge_across_ranks(det, irstd, sky, predictions):  # noqa: ANN001, ANN202 - private helper
+def irstd_metrics(
+    irstd: TargetLevelEvaluator, best_f1_score_thr: float | None, stated_score_thr: float | None = None
+) -> dict[str, Any]:
+    """Every ``irstd_*`` metric: at the Pd threshold, at fixed Pd, at the F1-best and stated thresholds.
+
+    ``irstd_<field>_at_best_f1`` are None when there is no F1-best threshold; the
+    ``stated_score_thr`` and ``irstd_<field>_at_stated`` keys exist only when a stated
+    threshold is given.
+    """
+    metrics = {f"irstd_{k}": v for k, v in irstd.compute().items()}
+    metrics.update({f"irstd_{k}": v for k, v in irstd.fa_at_pd().items()})
+    metrics.update(_irstd_at(irstd, best_f1_score_thr, "best_f1"))
+    if stated_score_thr is not None:
+        metrics["stated_score_thr"] = float(stated_score_thr)
+        metrics.update(_irstd_at(irstd, float(stated_score_thr), "stated"))
+    return metrics
+
+
+def _irstd_at(irstd: TargetLevelEvaluator, score_thr: float | None, name: str) -> dict[str, Any]:
+    """``irstd_<field>_at_<name>`` for :data:`AT_THRESHOLD_KEYS` (all None without a threshold)."""
+    at = irstd.compute(score_threshold=score_thr) if score_thr is not None else {}
+    return {f"irstd_{key}_at_{name}": at.get(key) for key in AT_THRESHOLD_KEYS}
+
+
+def _merge_across_ranks(det, irstd, sky, predictions):
     if world_size() == 1:
         return det, irstd, sky, predictions
     gathered = all_gather_objects((det, irstd, sky, predictions))
@@ -211,7 +259,9 @@ def frame_size_group(image_size: tuple[int, int], limit: int = 640) -> str:
     return "small" if max(image_size) <= limit else "large"
 
 
-def metrics_by_frame_size(predictions: list[Prediction], cfg: EvalConfig) -> dict[str, dict[str, Any]]:
+def metrics_by_frame_size(
+    predictions: list[Prediction], cfg: EvalConfig, stated_score_thr: float | None = None
+) -> dict[str, dict[str, Any]]:
     """Detection and IRSTD metrics of the small and the large frames separately.
 
     Computed from kept predictions (``evaluate(..., keep_predictions=True)``), without running
@@ -227,12 +277,17 @@ def metrics_by_frame_size(predictions: list[Prediction], cfg: EvalConfig) -> dic
         for p in members:
             det.add(p.image_id, p.boxes, p.scores, p.gt_boxes)
             irstd.add(
-                p.image_id, p.boxes, p.scores, p.gt_boxes, image_size=p.image_size, gt_centers=p.gt_points
+                p.image_id,
+                p.boxes,
+                p.scores,
+                p.gt_boxes,
+                image_size=p.image_size,
+                gt_centers=p.gt_points,
+                pred_sky=p.pred_sky,
             )
         det_metrics = det.compute()
         groups[name] = {
             **det_metrics,
-            **{f"irstd_{k}": v for k, v in irstd.compute().items()},
-            **_irstd_at_best_f1(irstd, det_metrics["best_f1_score_thr"]),
+            **irstd_metrics(irstd, det_metrics["best_f1_score_thr"], stated_score_thr),
         }
     return groups

@@ -13,6 +13,13 @@ Definitions (reference §5.4; field convention of centroid matching):
 * False alarms = predictions that matched nothing: reported as a count
   (``false_alarms``), per image (``fa_per_image``) and per megapixel of evaluated image
   area (``fa_per_mpix``, i.e. per 10^6 pixels).
+* Where false alarms happen: each prediction carries the annotated sky value at its box
+  centre (:func:`sky_at_centers`: 1 sky, 0 not sky, 255 unknown), so the false alarms are
+  also counted in the sky (``false_alarms_in_sky``), off the sky (``false_alarms_off_sky``)
+  and where the sky is not annotated (``false_alarms_sky_unknown``);
+  ``fa_off_sky_share`` = off-sky / (in-sky + off-sky) false alarms.
+* False alarms at a fixed Pd (:meth:`TargetLevelEvaluator.fa_at_pd`) are read off the
+  Pd-false-alarm curve by linear interpolation between its neighbouring points.
 
 Everything is accumulated over the whole set, so nothing depends on the batch size or
 on the order images are added. Because the matching is greedy by score, the matching at a
@@ -28,11 +35,32 @@ import numpy as np
 
 from bafenet.errors import BafenetError
 
+SKY, NOT_SKY, SKY_UNKNOWN = 1, 0, 255  # the values of a sample's ``sky_mask``
+FIXED_PD = (0.80, 0.85, 0.90)  # the Pd levels of :meth:`TargetLevelEvaluator.fa_at_pd`
+
 
 def box_centers(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) ``x1 y1 x2 y2`` boxes -> (N, 2) ``x y`` centres (pixel-edge coordinates)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+
+
+def sky_at_centers(boxes: np.ndarray, sky_mask: np.ndarray | None) -> np.ndarray:
+    """(N,) uint8 value of ``sky_mask`` (H, W) at each box centre: 1 sky, 0 not sky, 255 unknown.
+
+    The centre ``(x, y)`` (pixel-edge coordinates, :func:`box_centers`) lies in pixel
+    ``(floor(x), floor(y))``, clipped into the frame; boxes and mask share one frame. Values
+    other than 0 and 1, and a missing mask, give 255.
+    """
+    centers = box_centers(boxes)
+    if sky_mask is None:
+        return np.full(len(centers), SKY_UNKNOWN, dtype=np.uint8)
+    sky_mask = np.asarray(sky_mask)
+    height, width = sky_mask.shape
+    cols = np.clip(np.floor(centers[:, 0]), 0, width - 1).astype(np.int64)
+    rows = np.clip(np.floor(centers[:, 1]), 0, height - 1).astype(np.int64)
+    values = sky_mask[rows, cols]
+    return np.where(np.isin(values, (SKY, NOT_SKY)), values, SKY_UNKNOWN).astype(np.uint8)
 
 
 def match_centroids(
@@ -66,6 +94,7 @@ def match_centroids(
 class _ImageRecord:
     scores: np.ndarray  # (N,) float64, descending (stable)
     matched: np.ndarray  # (N,) bool, same order
+    sky: np.ndarray  # (N,) uint8 sky value at the prediction's centre (1 / 0 / 255), same order
     num_targets: int
     num_pixels: int
 
@@ -102,6 +131,7 @@ class TargetLevelEvaluator:
         gt_boxes: np.ndarray,
         image_size: tuple[int, int],
         gt_centers: np.ndarray | None = None,
+        pred_sky: np.ndarray | None = None,
     ) -> None:
         """Add one image.
 
@@ -112,6 +142,8 @@ class TargetLevelEvaluator:
             image_size: ``(height, width)`` in pixels of the frame the boxes live in
                 (used for ``fa_per_mpix``).
             gt_centers: optional (M, 2) ``x y`` target centroids used instead of box centres.
+            pred_sky: optional (N,) annotated sky value at each prediction's centre
+                (:func:`sky_at_centers`); None = unknown for all.
         """
         image_id = str(image_id)
         if image_id in self._images:
@@ -128,10 +160,17 @@ class TargetLevelEvaluator:
         height, width = (int(v) for v in image_size)
         if height <= 0 or width <= 0:
             raise ValueError(f"{image_id}: image_size must be positive (height, width), got {image_size}")
+        if pred_sky is None:
+            pred_sky = np.full(len(pred_scores), SKY_UNKNOWN, dtype=np.uint8)
+        pred_sky = np.asarray(pred_sky, dtype=np.uint8).reshape(-1)
+        if len(pred_sky) != len(pred_scores):
+            raise ValueError(
+                f"{image_id}: {len(pred_scores)} predictions but {len(pred_sky)} pred_sky values"
+            )
         matched = match_centroids(box_centers(pred_boxes), pred_scores, gt_centers, self.max_distance_px)
         order = np.argsort(-pred_scores, kind="stable")
         self._images[image_id] = _ImageRecord(
-            pred_scores[order], matched[order], len(gt_centers), height * width
+            pred_scores[order], matched[order], pred_sky[order], len(gt_centers), height * width
         )
 
     def merge(self, other: TargetLevelEvaluator) -> None:
@@ -152,16 +191,24 @@ class TargetLevelEvaluator:
 
         Keys: ``pd`` (fraction), ``detected``, ``num_targets``, ``false_alarms`` (count),
         ``fa_per_image`` (false alarms / image), ``fa_per_mpix`` (false alarms / 10^6 px),
+        ``false_alarms_in_sky``, ``false_alarms_off_sky``, ``false_alarms_sky_unknown``
+        (counts by the annotated sky value at the false alarm's centre), ``fa_off_sky_share``
+        (off-sky / annotated false alarms; None when no false alarm is at an annotated place),
         ``num_images``, ``megapixels`` (evaluated area), ``score_threshold``,
         ``max_distance_px``. With no targets ``pd`` is NaN.
         """
         threshold = self.score_threshold if score_threshold is None else float(score_threshold)
         num_images, num_targets, num_pixels = self._totals()
-        detected = false_alarms = 0
+        detected = 0
+        by_sky = dict.fromkeys((SKY, NOT_SKY, SKY_UNKNOWN), 0)
         for record in self._images.values():
             kept = record.scores >= threshold
             detected += int(record.matched[kept].sum())
-            false_alarms += int((~record.matched[kept]).sum())
+            alarm_sky = record.sky[kept & ~record.matched]
+            for value in by_sky:
+                by_sky[value] += int((alarm_sky == value).sum())
+        false_alarms = sum(by_sky.values())
+        annotated = by_sky[SKY] + by_sky[NOT_SKY]
         return {
             "pd": detected / num_targets if num_targets else float("nan"),
             "detected": detected,
@@ -169,6 +216,10 @@ class TargetLevelEvaluator:
             "false_alarms": false_alarms,
             "fa_per_image": false_alarms / num_images if num_images else float("nan"),
             "fa_per_mpix": false_alarms / (num_pixels / 1e6) if num_pixels else float("nan"),
+            "false_alarms_in_sky": by_sky[SKY],
+            "false_alarms_off_sky": by_sky[NOT_SKY],
+            "false_alarms_sky_unknown": by_sky[SKY_UNKNOWN],
+            "fa_off_sky_share": by_sky[NOT_SKY] / annotated if annotated else None,
             "num_images": num_images,
             "megapixels": num_pixels / 1e6,
             "score_threshold": threshold,
@@ -206,6 +257,32 @@ class TargetLevelEvaluator:
             "detected": detected,
             "false_alarms": false_alarms,
         }
+
+    def fa_at_pd(self, pd_levels: tuple[float, ...] = FIXED_PD) -> dict[str, float | None]:
+        """False alarms per megapixel at fixed Pd levels, interpolated on :meth:`curve`.
+
+        The curve starts at (Pd 0, 0 false alarms), the threshold above every score. For a
+        level p, take the first curve point with Pd >= p and the point before it, and
+        interpolate the false alarms linearly in Pd between the two (exact when a point has
+        Pd = p). Keys ``fa_per_mpix_at_pd_0.85`` etc.; None when the curve never reaches p
+        (or the set has no target).
+        """
+        curve = self.curve()
+        pd = np.concatenate([[0.0], curve["pd"]])
+        fa = np.concatenate([[0.0], curve["fa_per_mpix"]])
+        result: dict[str, float | None] = {}
+        for level in pd_levels:
+            reached = np.flatnonzero(pd >= level)  # NaN (no target) never reaches
+            value = None
+            if len(reached):
+                k = int(reached[0])
+                if k == 0:  # level <= 0
+                    value = 0.0
+                else:
+                    t = (level - pd[k - 1]) / (pd[k] - pd[k - 1])
+                    value = float(fa[k - 1] + t * (fa[k] - fa[k - 1]))
+            result[f"fa_per_mpix_at_pd_{level:.2f}"] = value
+        return result
 
     def per_image(self, score_threshold: float | None = None) -> list[dict[str, str | int]]:
         """Per-image ``num_targets``, ``detected``, ``false_alarms`` at one threshold, by image id."""
