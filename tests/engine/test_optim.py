@@ -1,4 +1,4 @@
-"""Optimiser param groups, the warm-up + step schedule, and exact resume of both."""
+"""Optimiser param groups, the warm-up + step schedule, exact resume of both, the time budget."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from bafenet.config import TrainConfig
-from bafenet.engine.optim import build_optimizer, build_scheduler, lr_factor, param_groups
+from bafenet.config import ConfigError, TrainConfig, load_config
+from bafenet.engine.optim import (
+    TimeBudget,
+    budget_lr_factor,
+    build_optimizer,
+    build_scheduler,
+    lr_factor,
+    param_groups,
+)
 
 
 class Tiny(nn.Module):
@@ -127,3 +134,46 @@ def test_state_round_trip_gives_an_exact_resume(name: str) -> None:
     _train(again, optimizer, scheduler, range(5, 8))
     for key, value in reference.state_dict().items():
         assert torch.equal(again.state_dict()[key], value), key
+
+
+class FakeClock:
+    """A clock the test moves by hand (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_milestones_decay_the_lr_after_their_share_of_the_budget() -> None:
+    cfg = TrainConfig(max_time_minutes=10, time_milestones=[0.5, 0.9], gamma=0.1)
+    assert [budget_lr_factor(u, cfg) for u in (0.0, 0.49, 0.5, 0.89, 0.9, 1.2)] == pytest.approx(
+        [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    )
+    clock = FakeClock()
+    budget = TimeBudget(cfg, clock=clock)
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    assert budget.step(optimizer) == 0.0 and optimizer.param_groups[0]["lr"] == 1.0
+    clock.now += 360.0  # 60 % of the 600-s budget
+    assert budget.step(optimizer) == pytest.approx(0.6)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    optimizer.param_groups[0]["lr"] = 1.0  # what the epoch scheduler sets at each step
+    clock.now += 240.0
+    assert budget.step(optimizer) == pytest.approx(1.0)  # used up: the trainer stops
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_no_time_budget_changes_nothing() -> None:
+    clock = FakeClock()
+    budget = TimeBudget(TrainConfig(), clock=clock)
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5)
+    clock.now += 1e6
+    assert budget.step(optimizer) == 0.0 and optimizer.param_groups[0]["lr"] == 0.5
+
+
+def test_time_milestones_are_validated() -> None:
+    with pytest.raises(ConfigError, match="time_milestones need"):
+        load_config(None, ["train.time_milestones=[0.8]"])
+    with pytest.raises(ConfigError, match="fractions"):
+        load_config(None, ["train.max_time_minutes=1", "train.time_milestones=[1.5]"])

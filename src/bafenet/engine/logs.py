@@ -61,13 +61,19 @@ class RunLogger:
             self._writer.flush()
 
     def truncate_after(self, epoch: int, step: int) -> None:
-        """Drop rows logged after ``epoch`` / ``step`` (used when resuming)."""
+        """Keep only the rows of epochs ``<= epoch`` and global steps ``<= step``.
+
+        Used when resuming from a checkpoint taken after ``epoch`` completed epochs and
+        ``step`` iterations: the rows that the interrupted run logged after it (and a row
+        torn by a kill while it was being written) go, so every epoch and step is logged
+        once when the run continues.
+        """
         if not self.enabled:
             return
         for name, key, limit in (("epochs.csv", "epoch", epoch), ("iters.csv", "step", step)):
             path = self.run_dir / name
             if path.exists():
-                _rewrite(path, [r for r in read_csv(path) if float(r[key]) <= limit])
+                _rewrite(path, [r for r in read_csv(path) if _number(r.get(key)) <= limit])
 
     def close(self) -> None:
         if self._writer is not None:
@@ -132,6 +138,14 @@ def _numeric(rows: list[dict[str, str]], key: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _number(text: str | None) -> float:
+    """``text`` as a number; +inf for an empty or unreadable cell (a torn row)."""
+    try:
+        return float(text) if text else math.inf
+    except ValueError:
+        return math.inf
 
 
 def _header(path: Path) -> list[str] | None:

@@ -13,11 +13,16 @@
   iters_per_epoch`` (the official MultiStepLR by epoch). Call ``scheduler.step()`` after
   every optimiser step. Its state dict (step count and base lrs) round-trips exactly;
   the schedule itself is rebuilt from the config.
+* A wall-clock budget (``max_time_minutes``) adds time-based decays on top:
+  :class:`TimeBudget` multiplies the lr by ``gamma`` once per passed ``time_milestones``
+  fraction of the budget, for runs whose epoch count is not known in advance.
 """
 
 from __future__ import annotations
 
 import bisect
+import time
+from collections.abc import Callable
 
 import dadaptation
 import torch
@@ -25,6 +30,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from bafenet.config import TrainConfig
+from bafenet.engine import distributed as dist_utils
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
@@ -83,3 +89,39 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, iters_pe
         return lr_factor(iteration, cfg, iters_per_epoch)
 
     return LambdaLR(optimizer, factor)
+
+
+def budget_lr_factor(used: float, cfg: TrainConfig) -> float:
+    """The time-based lr multiplier once a share ``used`` of the budget has passed."""
+    return cfg.gamma ** bisect.bisect_right(cfg.time_milestones, used)
+
+
+class TimeBudget:
+    """The wall-clock budget of a run (``cfg.max_time_minutes``) and its lr decays.
+
+    The clock starts when the budget is created. Call :meth:`step` right after every
+    ``scheduler.step()``: it multiplies the lr that the epoch schedule has just set by
+    :func:`budget_lr_factor`. The slowest rank's clock decides for every rank. Without a
+    budget, :meth:`step` changes nothing and reports 0.
+    """
+
+    def __init__(self, cfg: TrainConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.seconds = None if cfg.max_time_minutes is None else 60.0 * cfg.max_time_minutes
+        self.clock = clock
+        self.start = clock()
+
+    def used(self) -> float:
+        """Share of the budget used so far (0 without a budget), the largest over all ranks."""
+        if self.seconds is None:
+            return 0.0
+        return dist_utils.max_over_ranks((self.clock() - self.start) / self.seconds)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> float:
+        """Apply the time-based decays to ``optimizer``'s lrs; return the share of the budget used."""
+        used = self.used()
+        factor = budget_lr_factor(used, self.cfg)
+        if factor != 1.0:
+            for group in optimizer.param_groups:
+                group["lr"] *= factor
+        return used
