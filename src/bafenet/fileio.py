@@ -5,10 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# The names atomic_path gives its temporary files: ".{stem}.{8 random characters of
+# tempfile.mkstemp}.tmp{suffix}", e.g. ".last.k2j_9x0a.tmp.pt".
+ATOMIC_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
+
+
+def is_atomic_temp(path: str | Path) -> bool:
+    """Whether ``path`` is named like a temporary file of :func:`atomic_path`."""
+    return ATOMIC_TEMP_NAME.fullmatch(Path(path).name) is not None
 
 
 @contextlib.contextmanager

@@ -8,12 +8,11 @@ import pytest
 
 from bafenet.engine.runs import (
     has_checkpoint,
-    is_atomic_temp,
     new_run_dir,
     remove_failed_run,
     remove_stale_temp_files,
 )
-from bafenet.fileio import atomic_path
+from bafenet.fileio import atomic_path, is_atomic_temp
 
 
 def test_new_run_dir_never_reuses_a_folder(tmp_path: Path) -> None:

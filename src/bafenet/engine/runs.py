@@ -7,13 +7,10 @@ its first checkpoint (:func:`remove_failed_run`).
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
-# The names bafenet.fileio.atomic_path gives its temporary files: ".{stem}.{8 random
-# characters of tempfile.mkstemp}.tmp{suffix}", e.g. ".last.k2j_9x0a.tmp.pt".
-ATOMIC_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")
+from bafenet.fileio import is_atomic_temp
 
 
 def new_run_dir(base: str | Path, name: str) -> Path:
@@ -29,11 +26,6 @@ def new_run_dir(base: str | Path, name: str) -> Path:
         except FileExistsError:
             candidate = base / f"{name}-{n}"
             n += 1
-
-
-def is_atomic_temp(path: str | Path) -> bool:
-    """Whether ``path`` is named like a temporary file of :func:`bafenet.fileio.atomic_path`."""
-    return ATOMIC_TEMP_NAME.fullmatch(Path(path).name) is not None
 
 
 def remove_stale_temp_files(run_dir: str | Path) -> list[Path]:
