@@ -164,6 +164,18 @@ def test_time_milestones_decay_the_lr_after_their_share_of_the_budget() -> None:
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
 
 
+def test_a_resumed_budget_continues_from_the_time_already_spent() -> None:
+    cfg = TrainConfig(max_time_minutes=10, time_milestones=[0.5], gamma=0.1)
+    clock = FakeClock()
+    budget = TimeBudget(cfg, spent_seconds=420.0, clock=clock)  # 70 % used before the kill
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    assert budget.elapsed() == pytest.approx(420.0)
+    assert budget.step(optimizer) == pytest.approx(0.7)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    clock.now += 180.0
+    assert budget.used() == pytest.approx(1.0)
+
+
 def test_no_time_budget_changes_nothing() -> None:
     clock = FakeClock()
     budget = TimeBudget(TrainConfig(), clock=clock)

@@ -86,6 +86,7 @@ def test_train_writes_run_folder(tiny_devkit: Path, tmp_path: Path, capsys: pyte
     assert "images/s" in out.stdout and "waiting for data" in out.stdout
     ckpt = load_checkpoint(run / "best.pt", expected_model="fcos_r18")
     assert ckpt["epoch"] == 1 and "mAP07" in ckpt["metadata"]["metrics"]
+    assert ckpt["metadata"]["budget_seconds"] > 0  # a resumed run continues this budget
     assert ckpt["metadata"]["metrics"]["num_images"] == 2 and ckpt["metadata"]["metrics"]["num_gt"] > 0
     # best.pt holds weights only: it cannot continue the run
     assert main(["train", "--resume", str(run / "best.pt")]) == 1

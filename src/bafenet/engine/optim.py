@@ -99,23 +99,30 @@ def budget_lr_factor(used: float, cfg: TrainConfig) -> float:
 class TimeBudget:
     """The wall-clock budget of a run (``cfg.max_time_minutes``) and its lr decays.
 
-    The clock starts when the budget is created. Call :meth:`step` right after every
+    The clock starts when the budget is created, ``spent_seconds`` in (the time a resumed
+    run had already used). Call :meth:`step` right after every
     ``scheduler.step()``: it multiplies the lr that the epoch schedule has just set by
     :func:`budget_lr_factor`. The slowest rank's clock decides for every rank. Without a
     budget, :meth:`step` changes nothing and reports 0.
     """
 
-    def __init__(self, cfg: TrainConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, cfg: TrainConfig, spent_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.cfg = cfg
         self.seconds = None if cfg.max_time_minutes is None else 60.0 * cfg.max_time_minutes
         self.clock = clock
-        self.start = clock()
+        self.start = clock() - spent_seconds
+
+    def elapsed(self) -> float:
+        """Seconds counted against the budget so far (this process's clock)."""
+        return self.clock() - self.start
 
     def used(self) -> float:
         """Share of the budget used so far (0 without a budget), the largest over all ranks."""
         if self.seconds is None:
             return 0.0
-        return dist_utils.max_over_ranks((self.clock() - self.start) / self.seconds)
+        return dist_utils.max_over_ranks(self.elapsed() / self.seconds)
 
     def step(self, optimizer: torch.optim.Optimizer) -> float:
         """Apply the time-based decays to ``optimizer``'s lrs; return the share of the budget used."""

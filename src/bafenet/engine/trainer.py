@@ -81,6 +81,7 @@ class TrainState:
     images_seen: int = 0  # all ranks
     train_seconds: float = 0.0  # in training steps, data waiting included
     data_wait_seconds: float = 0.0
+    budget_seconds: float = 0.0  # wall-clock time counted against train.max_time_minutes
 
     def metadata(self) -> dict[str, Any]:
         """The checkpoint metadata entries (plain types only)."""
@@ -92,13 +93,16 @@ class TrainState:
             "images_seen": self.images_seen,
             "train_seconds": self.train_seconds,
             "data_wait_seconds": self.data_wait_seconds,
+            "budget_seconds": self.budget_seconds,
         }
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> TrainState:
         """The state saved by :meth:`metadata` (older checkpoints lack the totals).
 
-        ``stopped_by_budget`` starts False again: a resumed run gets a new time budget.
+        ``stopped_by_budget`` starts False again, and the time budget continues from the
+        ``budget_seconds`` spent up to the checkpoint (the killed epoch's time is not counted:
+        that epoch is trained again).
         """
         meta = checkpoint["metadata"]
         return cls(
@@ -109,6 +113,7 @@ class TrainState:
             images_seen=int(meta.get("images_seen", 0)),
             train_seconds=float(meta.get("train_seconds", 0.0)),
             data_wait_seconds=float(meta.get("data_wait_seconds", 0.0)),
+            budget_seconds=float(meta.get("budget_seconds", 0.0)),
         )
 
 
@@ -295,7 +300,7 @@ class Trainer:
     # ----------------------------------------------------------------- loop
     def fit(self) -> TrainSummary:
         """Train the remaining epochs (validating, logging and saving each), then summarise."""
-        self.budget = TimeBudget(self.cfg.train)
+        self.budget = TimeBudget(self.cfg.train, spent_seconds=self.state.budget_seconds)
         for epoch in range(self.state.epochs_done, self.cfg.train.epochs):
             epoch_values = self.train_epoch(epoch)
             last_epoch = epoch + 1 == self.cfg.train.epochs or self.state.stopped_by_budget
@@ -436,6 +441,7 @@ class Trainer:
         ``last.pt`` comes last: resuming from it never skips a log row or a better ``best.pt``.
         """
         epoch = self.state.epochs_done
+        self.state.budget_seconds = self.budget.elapsed()
         self.logger.log_epoch(epoch, {"lr": self.optimizer.param_groups[0]["lr"], **epoch_values})
         weights = dict(
             model=self.model,
