@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from bafenet.cli.train import PACKAGED_CONFIGS
 from bafenet.config import Config, ConfigError, config_to_dict, load_config, save_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted(PACKAGED_CONFIGS.glob("*.yaml"))
 
 
 def test_defaults_are_the_official_recipe() -> None:
@@ -118,3 +119,62 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert config_to_dict(again)["train"]["epochs"] == 7
     assert [p.name for p in path.parent.iterdir()] == ["config.yaml"]  # no temporary left behind
     assert isinstance(again, Config)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.lr=.inf",
+        "train.lr=.nan",
+        "train.lr=inf",  # a string that float() reads as infinity
+        "train.lr=1e999",
+        "train.gamma=-.inf",
+        "train.clip_grad_norm=.nan",  # float | None
+        "eval.scale=.inf",
+        "train.time_milestones=[0.5, .nan]",
+        pytest.param(f"train.lr={10**400}", id="train.lr=10**400"),  # an int too large for a float
+    ],
+)
+def test_every_float_must_be_finite(override: str) -> None:
+    key = override.partition("=")[0]
+    with pytest.raises(ConfigError, match=rf"{key}(\[1\])?: expected a finite number"):
+        load_config(None, [override])
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("model:\n  name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(latin1)
+    assert str(info.value) == f"{latin1}: not UTF-8 text (byte 0xe9 at offset 18); save the config as UTF-8"
+
+
+def test_yaml_errors_are_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train:\n  milestones: [8, 16\n")
+    with pytest.raises(
+        ConfigError, match=r"broken\.yaml: not valid YAML \(.* at line 3, column 1\)$"
+    ) as info:
+        load_config(broken)
+    assert "\n" not in str(info.value)
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text("train: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(
+        ConfigError, match=r"tagged\.yaml: not valid YAML \(could not determine a constructor"
+    ) as info:
+        load_config(tagged)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.milestones=[8"])
+    assert "\n" not in str(info.value)
+
+
+def test_input_size_limits() -> None:
+    assert load_config().eval.max_pixels == 40_000_000
+    with pytest.raises(ConfigError, match="eval.max_pixels must be > 0"):
+        load_config(None, ["eval.max_pixels=0"])
+    with pytest.raises(ConfigError, match="data.input.size must be >= 33"):
+        load_config(None, ["data.input.size=32"])
+    with pytest.raises(ConfigError, match="data.input.crop_size must be >= 33"):
+        load_config(None, ["data.input.crop_size=16"])
+    assert load_config(None, ["data.input.size=33", "data.input.crop_size=33"]).data.input.size == 33

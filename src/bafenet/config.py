@@ -4,19 +4,21 @@ A config has four sections, ``model``, ``data``, ``train`` and ``eval``; the def
 below are the official recipe (reference §2) with bafenet's split choice (train on
 ``train_v2``, select on ``val_v2``). A YAML file lists only what it changes::
 
-    cfg = load_config("configs/bafenet_r18.yaml", ["train.epochs=3", "data.root=/data"])
+    cfg = load_config("src/bafenet/configs/bafenet_r18.yaml", ["train.epochs=3", "data.root=/data"])
     save_config(cfg, run_dir / "config.yaml")
 
 Override values are parsed with ``yaml.safe_load`` (``3`` is an int, ``false`` a bool,
 ``[8, 16]`` a list, ``null`` None). Unknown keys and wrong types raise :class:`ConfigError`
 naming the key and listing the valid ones. For float fields a string such as ``1e-4``
-(which YAML 1.1 reads as a string) is accepted and converted.
+(which YAML 1.1 reads as a string) is accepted and converted; every float must be finite
+(``.inf`` and ``.nan`` are refused).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +33,11 @@ from bafenet.fileio import write_text
 
 class ConfigError(BafenetError):
     """A config file or override is invalid (the message names the key)."""
+
+
+MIN_INPUT_SIDE = 33
+"""Shortest long side of a network input: the coarsest feature map (stride 32) needs more
+than one location (a single one makes the head's group norm fail)."""
 
 
 @dataclass
@@ -130,6 +137,9 @@ class EvalConfig:
     iou_threshold: float = 0.5  # VOC AP
     pd_distance_px: float = 3.0  # IRSTD Pd: centroid distance below this counts as detected
     pd_score_thr: float = 0.3  # operating point for Pd / false alarms
+    # largest network input, in pixels, after scaling: a frame whose input would be larger is
+    # refused before it is resized (image files above 40 Mpx are refused before decoding)
+    max_pixels: int = 40_000_000
 
 
 @dataclass
@@ -152,12 +162,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                "save the config as UTF-8"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config file must hold a mapping, got {type(loaded).__name__}")
         raw = loaded or {}
@@ -182,7 +197,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {override!r}: value is not valid YAML ({exc})") from None
+        raise ConfigError(f"override {override!r}: value is not valid YAML ({_yaml_problem(exc)})") from None
     *parents, leaf = key.split(".")
     node = raw
     for part in parents:
@@ -218,8 +233,8 @@ def save_config(cfg: Config, path: str | Path) -> None:
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express; raises :class:`ConfigError`."""
     checks = [
-        (cfg.data.input.size > 0, "data.input.size must be > 0"),
-        (cfg.data.input.crop_size > 0, "data.input.crop_size must be > 0"),
+        (cfg.data.input.size >= MIN_INPUT_SIDE, f"data.input.size must be >= {MIN_INPUT_SIDE}"),
+        (cfg.data.input.crop_size >= MIN_INPUT_SIDE, f"data.input.crop_size must be >= {MIN_INPUT_SIDE}"),
         (cfg.data.input.scale > 0, "data.input.scale must be > 0"),
         (0.0 <= cfg.data.flip_prob <= 1.0, "data.flip_prob must be in [0, 1]"),
         (0.0 <= cfg.data.bagcp.prob <= 1.0, "data.bagcp.prob must be in [0, 1]"),
@@ -249,7 +264,11 @@ def validate(cfg: Config) -> None:
             "train.time_milestones need train.max_time_minutes",
         ),
         (cfg.eval.scale is None or cfg.eval.scale > 0, "eval.scale must be > 0"),
-        (cfg.eval.max_side is None or cfg.eval.max_side >= 32, "eval.max_side must be >= 32"),
+        (
+            cfg.eval.max_side is None or cfg.eval.max_side >= MIN_INPUT_SIDE,
+            f"eval.max_side must be >= {MIN_INPUT_SIDE}",
+        ),
+        (cfg.eval.max_pixels > 0, "eval.max_pixels must be > 0"),
         (cfg.eval.tile_size >= 64, "eval.tile_size must be >= 64"),
         (0 <= cfg.eval.tile_overlap < cfg.eval.tile_size, "eval.tile_overlap must be in [0, tile_size)"),
         (
@@ -270,6 +289,15 @@ def validate(cfg: Config) -> None:
 
 
 # ------------------------------------------------------------------------------ internals
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where it is."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
@@ -333,14 +361,17 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if hint is float:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")

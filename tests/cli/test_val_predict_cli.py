@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bafenet.cli import main
+from bafenet.cli.train import PACKAGED_CONFIGS
 from bafenet.config import config_to_dict, load_config
 from bafenet.data.synthetic import write_synthetic_devkit
 from bafenet.engine.checkpoint import load_checkpoint, save_checkpoint
 from bafenet.engine.setup import build_model_from_config
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def devkit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def weights(devkit: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained bafenet_hr checkpoint whose low score threshold still yields detections."""
     cfg = load_config(
-        REPO / "configs" / "bafenet_hr.yaml",
+        PACKAGED_CONFIGS / "bafenet_hr.yaml",
         [f"data.root={devkit}", "eval.split=val", "eval.score_thr=0.005", "eval.amp=false"],
     )
     torch.manual_seed(0)
@@ -138,3 +140,136 @@ def test_predict_default_threshold_is_the_checkpoints_operating_point(
     assert code == 0 and "score threshold 0.000 (the checkpoint's operating point" in capsys.readouterr().out
     record = json.loads((tmp_path / "op" / "predictions.json").read_text())
     assert record["score_thr"] == 0.0 and len(record["images"][0]["boxes"]) > 0
+
+
+def write_declared_png(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header declares ``width`` x ``height`` grey pixels (a decompression bomb's shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], *expected: str) -> str:
+    """The one error line of a refused command (on a line of its own after any progress bar),
+    checked to hold every ``expected`` text."""
+    err = capsys.readouterr().err
+    lines = err.splitlines()  # progress-bar frames end in "\r": each is a line here
+    assert "Traceback" not in err and [line for line in lines if "error" in line] == lines[-1:], err
+    assert lines[-1].startswith("bafenet: error: "), err
+    for text in expected:
+        assert text in lines[-1], (text, err)
+    return lines[-1]
+
+
+def _broken_checkpoint(weights: Path, path: Path, how: str) -> Path:
+    """A copy of ``weights`` broken in one way (torch.save: it skips save_checkpoint's checks)."""
+    ckpt = load_checkpoint(weights)
+    if how in ("config", "model"):
+        del ckpt[how]
+    elif how == "nan":
+        ckpt["model"]["head.cls_pred.bias"] = torch.full_like(ckpt["model"]["head.cls_pred.bias"], np.nan)
+    elif how == "threshold":
+        ckpt["metadata"]["operating_score_thr"] = "high"
+    elif how == "shape":
+        ckpt["model"]["backbone.conv1.weight"] = ckpt["model"]["backbone.conv1.weight"][:1].clone()
+    torch.save(ckpt, path)
+    return path
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.mkdir, (self.marker,))
+
+
+BROKEN_CHECKPOINTS = {
+    "config": "checkpoint has no 'config' entry",
+    "model": "checkpoint has no 'model' entry",
+    "nan": "weight 'head.cls_pred.bias' holds NaN or infinite values",
+    "threshold": "checkpoint metadata.operating_score_thr 'high' is not a score threshold in [0, 1]",
+    "shape": "weights of bafenet_hr do not fit the model (wrong shape: backbone.conv1.weight [1, 3, 7, 7] "
+    "instead of [32, 3, 7, 7])",
+}
+
+
+@pytest.mark.parametrize("how", sorted(BROKEN_CHECKPOINTS))
+def test_broken_checkpoints_are_one_line_naming_the_file(
+    how: str, weights: Path, devkit: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = _broken_checkpoint(weights, tmp_path / f"{how}.pt", how)
+    image = str(sorted((devkit / "PNGImages").glob("*.png"))[0])
+    assert main(["predict", "--weights", str(broken), image, "--out", str(tmp_path / "p")]) == 1
+    _one_error_line(capsys, f"{broken}: {BROKEN_CHECKPOINTS[how]}")
+    code = main(["val", "--weights", str(broken), "--data", str(devkit), "--out", str(tmp_path / "v")])
+    assert code == 1
+    _one_error_line(capsys, f"{broken}: {BROKEN_CHECKPOINTS[how]}")
+    assert not (tmp_path / "p").exists() and not (tmp_path / "v").exists()
+
+
+def test_a_pickle_with_code_is_not_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "payload-ran"
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"format": "bafenet-checkpoint", "model": _Payload(marker)}, hostile)
+    image = tmp_path / "frame.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(image)
+    assert main(["predict", "--weights", str(hostile), str(image), "--out", str(tmp_path / "p")]) == 1
+    err = _one_error_line(
+        capsys, f"{hostile}: not loaded: it holds Python objects", "weights-only load refuses"
+    )
+    assert "weights_only" not in err and not marker.exists() and not (tmp_path / "p").exists()
+
+
+def test_predict_refuses_bad_images_and_outputs_leaving_nothing(
+    weights: Path, devkit: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = str(sorted((devkit / "PNGImages").glob("*.png"))[0])
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tiny)
+    bomb = write_declared_png(tmp_path / "bomb.png", 12000, 12000)
+    out = tmp_path / "out"
+
+    def predict(*args: str) -> int:
+        return main(["predict", "--weights", str(weights), "--score-thr", "0.5", *args])
+
+    # the good frame comes first: its drawing must not be left behind either
+    assert predict(good, str(tiny), "--out", str(out)) == 1
+    _one_error_line(capsys, f"{tiny}: frame of 16x16 px is too small", "at least 33 px", "at least 17 px")
+    assert predict(good, str(bomb), "--out", str(out)) == 1
+    _one_error_line(capsys, f"{bomb}: image of 12000x12000 px (144.0 Mpx) exceeds the limit of 40 Mpx")
+    assert predict(good, "--out", str(out), "--set", "eval.max_pixels=20000") == 1
+    with Image.open(good) as frame:  # network input at the checkpoint's eval scale 2
+        width, height = frame.size
+    _one_error_line(
+        capsys,
+        f"{good}: frame of {width}x{height} px would become a {2 * width}x{2 * height} px",
+        "(eval.max_pixels)",
+    )
+    assert not out.exists()
+    assert predict(good, str(tiny), "--project", str(tmp_path / "runs")) == 1  # the default run folder
+    _one_error_line(capsys, f"{tiny}: frame of 16x16 px is too small")
+    assert not (tmp_path / "runs").exists()
+    existing = tmp_path / "existing.json"
+    existing.write_text("{}")
+    for place, problem in ((existing, "exists and is not a folder"), (existing / "sub", "cannot be created")):
+        assert predict(good, "--out", str(place)) == 1
+        _one_error_line(capsys, f"{place}: {problem}")
+    assert existing.read_text() == "{}"
+
+
+def test_val_refuses_frames_too_small_at_the_chosen_scale(
+    weights: Path, devkit: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "v"
+    code = main(
+        ["val", "--weights", str(weights), "--data", str(devkit), "--scale", "0.2", "--out", str(out)]
+    )
+    assert code == 1
+    err = _one_error_line(capsys, "is too small: its network input would be", "at least 33 px")
+    assert str(devkit / "PNGImages") in err and not out.exists()

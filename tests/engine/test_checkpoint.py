@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -149,3 +150,73 @@ def test_ddp_like_wrapper_is_unwrapped(tmp_path: Path) -> None:
     wrapper.module = inner
     checkpoint = load_checkpoint(save_checkpoint(tmp_path / "x.pt", wrapper, "m", {}))
     assert set(checkpoint["model"]) == {"weight", "bias"}
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: the test asserts that it never happens."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.makedirs, (str(self.marker),))
+
+
+def test_a_pickle_with_code_is_refused_without_unsafe_advice(tmp_path: Path) -> None:
+    marker = tmp_path / "payload-ran"
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"format": "bafenet-checkpoint", "model": _Payload(marker)}, hostile)
+    with pytest.raises(DataError) as info:
+        load_checkpoint(hostile)
+    message = str(info.value)
+    assert message.startswith(f"{hostile}: not loaded: it holds Python objects (")
+    assert "that a weights-only load refuses" in message
+    assert "weights_only" not in message and "succeed" not in message and "\n" not in message
+    assert not marker.exists()
+
+
+def test_corrupt_files_get_one_line_without_unsafe_advice(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError) as info:
+        load_checkpoint(garbage)
+    assert str(info.value).startswith(f"{garbage}: not a readable checkpoint (")
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "value"), [("config", None), ("model", None), ("model_name", None), ("config", [1])]
+)
+def test_missing_or_mistyped_entries_name_the_file(tmp_path: Path, entry: str, value: object) -> None:
+    checkpoint = load_checkpoint(save_checkpoint(tmp_path / "x.pt", nn.Linear(2, 2), "m", {"a": 1}))
+    if value is None:
+        del checkpoint[entry]
+    else:
+        checkpoint[entry] = value
+    torch.save(checkpoint, tmp_path / "bad.pt")
+    expected = f"has no '{entry}' entry" if value is None else f"entry '{entry}' is a list, not a dict"
+    with pytest.raises(DataError, match=rf"bad\.pt: checkpoint {expected}$"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_at_load(tmp_path: Path, bad: float) -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    with torch.no_grad():
+        model[1].bias[1] = bad
+    path = save_checkpoint(tmp_path / "broken.pt", model, "m", {}, half=True)
+    with pytest.raises(DataError, match=r"broken\.pt: weight '1\.bias' holds NaN or infinite values"):
+        load_checkpoint(path)
+
+
+def test_weights_that_do_not_fit_name_the_file(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "x.pt", nn.Linear(2, 2), "fcos_r18", {})
+    with pytest.raises(DataError) as info:
+        load_weights(nn.Linear(3, 2), load_checkpoint(path), path=path)
+    assert str(info.value) == (
+        f"{path}: weights of fcos_r18 do not fit the model (wrong shape: weight [2, 2] instead of [2, 3])"
+    )
+    with pytest.raises(
+        DataError, match=r"x\.pt: .*\(missing: 2\.weight, 2\.bias; unexpected: weight, bias\)"
+    ):
+        load_weights(nn.Sequential(nn.ReLU(), nn.ReLU(), nn.Linear(2, 2)), load_checkpoint(path), path=path)

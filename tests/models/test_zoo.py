@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision import models
 
-from bafenet.errors import BafenetError
+from bafenet.config import load_config
+from bafenet.engine.setup import build_model_from_config
+from bafenet.errors import BafenetError, DataError
 from bafenet.models.complexity import count_flops, count_parameters
 from bafenet.models.zoo import MODELS, build_model, list_models
 
@@ -75,3 +78,34 @@ def test_unknown_names_and_options_are_clear_errors():
         build_model("fcos_r18", exchange=False)
     with pytest.raises(ValueError, match="regress ranges"):
         build_model("fcos_r18", regress_ranges=[(-1, 64)])
+
+
+@pytest.mark.parametrize("name", ["bafenet_hr", "fcos_hr", "fcos_seg_hr"])
+def test_backbone_weights_of_the_high_resolution_models(name, tmp_path):
+    # torchvision's pretrained weights are 64 wide; these backbones are 32 wide
+    with pytest.raises(BafenetError, match=r"width 64 only.*model\.weights_backbone=null"):
+        build_model(name, weights_backbone="imagenet")
+    standard = tmp_path / "resnet18.pth"
+    torch.save(models.resnet18().state_dict(), standard)
+    with pytest.raises(DataError, match=r"resnet18\.pth: not a torchvision ResNet-18 state dict of width 32"):
+        build_model(name, weights_backbone=str(standard))
+    # a state dict of the same width loads (e.g. the backbone of an earlier run)
+    source = build_model(name).backbone
+    torch.nn.init.normal_(source.layer3[0].conv1.weight)
+    half = tmp_path / "half.pth"
+    torch.save(source.state_dict(), half)
+    model = build_model(name, weights_backbone=str(half))
+    assert torch.equal(model.backbone.layer3[0].conv1.weight, source.layer3[0].conv1.weight)
+    # a config with the 64-wide backbone takes torchvision's weights
+    assert build_model(name, weights_backbone=str(standard), backbone_width=64).backbone.out_channels[0] == 64
+
+
+def test_builder_errors_from_a_config_are_one_line():
+    cfg = load_config(None, ["model.weights_backbone=null", "model.kwargs={regress_ranges: [[-1, 64]]}"])
+    with pytest.raises(BafenetError, match="3 levels need 3 regress ranges"):
+        build_model_from_config(cfg)
+    cfg = load_config(None, ["model.weights_backbone=null", "model.kwargs={channels: -4}"])
+    with pytest.raises(
+        BafenetError, match=r"model bafenet_r18 cannot be built with model\.kwargs \{'channels': -4\}"
+    ):
+        build_model_from_config(cfg)

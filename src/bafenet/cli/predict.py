@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
@@ -11,49 +12,66 @@ from bafenet.cli.val import add_geometry_arguments, geometry_overrides
 from bafenet.data.imageio import read_image
 from bafenet.data.sample import Sample
 from bafenet.engine.runs import new_run_dir
+from bafenet.errors import DataError
 from bafenet.fileio import write_json
 
 
 def _predict(args: argparse.Namespace) -> int:
     from bafenet.engine.distributed import local_device
     from bafenet.engine.predict import (
+        check_output_folder,
         draw_prediction,
         image_files,
         load_trained_model,
         operating_score_thr,
         predict_sample,
+        publish_outputs,
     )
     from bafenet.viz import save_png
 
+    out = check_output_folder(args.out) if args.out else None  # before the work
     device = local_device(args.device)
     model, cfg, ckpt = load_trained_model(args.weights, device, [*args.overrides, *geometry_overrides(args)])
     files = image_files(args.sources)
     if args.score_thr is None:
         args.score_thr, source = operating_score_thr(ckpt)
         print(f"score threshold {args.score_thr:.3f} ({source}; --score-thr to change)")
-    out = Path(args.out) if args.out else new_run_dir(Path(args.project) / "predict", ckpt["model_name"])
     results = []
-    for path in tqdm(files, desc="predict", unit="img"):
-        sample = Sample(image=read_image(path), image_id=path.stem, path=path)
-        pred = predict_sample(model, cfg, sample, device)
-        keep = pred["scores"] >= args.score_thr
-        results.append(
-            {
-                "image": str(path),
-                "boxes": pred["boxes"][keep].round(2).tolist(),
-                "scores": pred["scores"][keep].round(4).tolist(),
-            }
+    # outputs appear only once every image is done: a bad image leaves nothing behind
+    with (
+        tempfile.TemporaryDirectory(prefix="bafenet-predict-") as staging,
+        tqdm(files, desc="predict", unit="img") as bar,  # closed (its line ended) before any error
+    ):
+        for path in bar:
+            sample = Sample(image=read_image(path), image_id=path.stem, path=path)
+            pred = predict_sample(model, cfg, sample, device)
+            keep = pred["scores"] >= args.score_thr
+            results.append(
+                {
+                    "image": str(path),
+                    "boxes": pred["boxes"][keep].round(2).tolist(),
+                    "scores": pred["scores"][keep].round(4).tolist(),
+                }
+            )
+            drawing = draw_prediction(sample, pred["boxes"], pred["scores"], args.score_thr)
+            save_png(Path(staging) / f"{path.stem}.png", drawing)
+        write_json(
+            Path(staging) / "predictions.json",
+            {"weights": str(args.weights), "score_thr": args.score_thr, "images": results},
         )
-        save_png(
-            out / f"{path.stem}.png", draw_prediction(sample, pred["boxes"], pred["scores"], args.score_thr)
-        )
-    write_json(
-        out / "predictions.json",
-        {"weights": str(args.weights), "score_thr": args.score_thr, "images": results},
-    )
+        if out is None:
+            out = _new_run_dir(Path(args.project) / "predict", ckpt["model_name"])
+        publish_outputs(Path(staging), out)
     n = sum(len(r["boxes"]) for r in results)
     print(f"{n} detections (score >= {args.score_thr:.3f}) in {len(files)} images; results in {out}")
     return 0
+
+
+def _new_run_dir(base: Path, name: str) -> Path:
+    try:
+        return new_run_dir(base, name)
+    except OSError as exc:
+        raise DataError(base, f"cannot create a run folder ({exc.strerror or exc})") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

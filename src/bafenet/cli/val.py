@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bafenet.config import apply_override, config_from_dict
-from bafenet.engine.checkpoint import load_checkpoint, load_weights
 from bafenet.engine.runs import new_run_dir
 
 
@@ -54,32 +52,37 @@ def _val(args: argparse.Namespace) -> int:
     from bafenet.data import open_dataset
     from bafenet.engine import distributed as dist_utils
     from bafenet.engine.evaluate import SIZE_GROUPS, evaluate, metrics_by_frame_size
-    from bafenet.engine.report import format_table, write_eval_outputs
-    from bafenet.engine.setup import build_eval_transform, build_model_from_config
+    from bafenet.engine.predict import load_trained_model, operating_score_thr
+    from bafenet.engine.report import check_eval_out, format_table, write_eval_outputs
+    from bafenet.engine.setup import build_eval_transform
     from bafenet.paths import resolve_data_root
 
-    ckpt = load_checkpoint(args.weights)
-    raw = ckpt["config"]
     overrides = list(args.overrides)
     if args.split:
         overrides.append(f"eval.split={args.split}")
     if args.batch_size:
         overrides.append(f"eval.batch_size={args.batch_size}")
     overrides += geometry_overrides(args)
-    for override in overrides:
-        apply_override(raw, override)
-    cfg = config_from_dict(raw)
-    cfg.model.weights_backbone = None  # the checkpoint holds every weight
     device = dist_utils.local_device(args.device)
-    model = build_model_from_config(cfg)
-    load_weights(model, ckpt)
-    model.to(device).eval()
+    model, cfg, ckpt = load_trained_model(args.weights, device, overrides)
     root = resolve_data_root(args.data if args.data else cfg.data.root)
     dataset = open_dataset(root, cfg.eval.split)
+    if args.out:
+        check_eval_out(args.out)  # refuse a bad output folder before the work
+    stated_thr, stated_source = operating_score_thr(ckpt)
+    stated_thr = None if stated_source == "default" else stated_thr  # the checkpoint states none
     metrics, details = evaluate(
-        model, dataset, build_eval_transform(cfg), cfg.eval, device, keep_predictions=True
+        model,
+        dataset,
+        build_eval_transform(cfg),
+        cfg.eval,
+        device,
+        keep_predictions=True,
+        stated_score_thr=stated_thr,
     )
-    by_size = metrics_by_frame_size(details["predictions"], cfg.eval)
+    by_size = metrics_by_frame_size(details["predictions"], cfg.eval, stated_thr)
+    if stated_thr is not None:
+        metrics["stated_score_thr_source"] = stated_source
     metrics["model"] = ckpt["model_name"]
     metrics["weights"] = str(args.weights)
     metrics["split"] = cfg.eval.split

@@ -9,10 +9,16 @@ Image conversion (documented once, used by every reader):
 * RGB / RGBA / palette / grey+alpha: alpha dropped, then ITU-R 601-2 luma
   ``0.299 R + 0.587 G + 0.114 B`` (Pillow's own ``L`` conversion, done in float).
   For the grey images stored as RGB this returns the grey value exactly.
+
+Size limit: every reader refuses a file declaring more than ``max_pixels`` pixels (default
+:data:`MAX_PIXELS`, 40 Mpx; a DenseSIRST frame has 1.3 Mpx) from its header, before decoding
+anything, so a small file that declares a huge image (a decompression bomb) costs nothing.
+Pillow's own decompression-bomb warning and error become the same clean :class:`DataError`.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +27,8 @@ from PIL import Image, UnidentifiedImageError
 from bafenet.errors import DataError
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+MAX_PIXELS = 40_000_000
+"""Default limit of every reader: width x height of an image file, checked before decoding."""
 
 
 def to_gray(array: np.ndarray) -> np.ndarray:
@@ -51,21 +59,34 @@ def to_gray(array: np.ndarray) -> np.ndarray:
     return ((values - lo) * (255.0 / (hi - lo))).astype(np.float32)
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    """Open and decode ``path``, refusing an image above ``max_pixels`` before decoding it."""
     if not path.is_file():
         raise DataError(path, "file not found")
     try:
-        img = Image.open(path)
-        img.load()  # decode now, so truncated files fail here with the path
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings():
+            # the limit is the check below; Pillow's own error (at twice its warning size) stays
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)  # reads the header only
+            if img.width * img.height > max_pixels:
+                img.close()
+                raise DataError(
+                    path,
+                    f"image of {img.width}x{img.height} px ({img.width * img.height / 1e6:.1f} Mpx) "
+                    f"exceeds the limit of {max_pixels / 1e6:g} Mpx; it was not decoded",
+                )
+            img.load()  # decode now, so truncated files fail here with the path
+    except Image.DecompressionBombError as exc:
+        raise DataError(path, f"refused before decoding, a possible decompression bomb ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"cannot decode image ({exc})") from exc
     return img
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as (H, W) float32 grey levels in [0, 255] (see module doc)."""
     path = Path(path)
-    img = _open(path)
+    img = _open(path, max_pixels)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -75,10 +96,10 @@ def read_image(path: str | Path) -> np.ndarray:
     return to_gray(np.asarray(img))
 
 
-def read_raw(path: str | Path) -> np.ndarray:
+def read_raw(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as Pillow decodes it (for caching; convert with :func:`to_gray`)."""
     path = Path(path)
-    img = _open(path)
+    img = _open(path, max_pixels)
     if img.mode in ("P", "CMYK", "YCbCr", "LAB", "HSV"):
         img = img.convert("RGB")
     elif img.mode == "1":
@@ -86,14 +107,14 @@ def read_raw(path: str | Path) -> np.ndarray:
     return np.asarray(img)
 
 
-def read_label_mask(path: str | Path, palette: bool = False) -> np.ndarray:
+def read_label_mask(path: str | Path, palette: bool = False, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read a mask as (H, W) uint8 in {0, 1}.
 
     ``palette=True`` reads the palette *indices* of a ``P`` image (index > 0 -> 1);
     otherwise any non-zero grey value (e.g. 255) -> 1. Colour masks: any channel > 0.
     """
     path = Path(path)
-    img = _open(path)
+    img = _open(path, max_pixels)
     if palette and img.mode == "P":
         return (np.asarray(img) > 0).astype(np.uint8)
     array = np.asarray(img)

@@ -367,10 +367,18 @@ class Resize:
     antialias: bool = False
     max_side: int | None = None
 
+    def _scale(self, height: int, width: int) -> float | None:
+        if self.scale is not None and self.max_side is not None:
+            return min(self.scale, self.max_side / max(height, width))
+        return self.scale
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) that a ``height`` x ``width`` frame gets from this step (nothing is resized)."""
+        scale = self._scale(height, width)
+        return resized_shape(height, width, self.size, scale=scale, keep_ratio=self.keep_ratio)
+
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        scale = self.scale
-        if scale is not None and self.max_side is not None:
-            scale = min(scale, self.max_side / max(sample.height, sample.width))
+        scale = self._scale(sample.height, sample.width)
         if scale is not None and self.size is None and scale == 1.0:
             return sample
         return resize(sample, self.size, scale=scale, keep_ratio=self.keep_ratio, antialias=self.antialias)

@@ -21,6 +21,7 @@ leaves a truncated checkpoint behind. RNG states are stored in the same safe for
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -96,47 +97,132 @@ def save_checkpoint(
     return path
 
 
+def read_weights_only(path: str | Path, what: str = "checkpoint", map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, with one-line :class:`DataError` s naming the file.
+
+    A file that holds Python objects other than tensors and plain values (a pickle that could
+    run code when loaded) is refused and said to be so; it is never loaded in another way.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, f"{what} file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, unsafe pickle, ...
+        raise DataError(path, _load_problem(exc, what)) from None
+
+
+def _load_problem(exc: Exception, what: str) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, on one line, without torch's advice."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("Weights only load failed"):
+        return f"not a readable {what} ({lines[0] if lines else type(exc).__name__})"
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return (
+            f"not loaded: it holds Python objects ({found.group(1)}) that a weights-only load "
+            "refuses (only tensors and plain values are accepted)"
+        )
+    details = [
+        line.removeprefix("WeightsUnpickler error:").strip()
+        for line in lines[1:]
+        if "weights_only" not in line and "torch.load" not in line
+    ]
+    details = [line for line in details if line]
+    return f"not a readable {what} ({details[0] if details else 'a weights-only load refused it'})"
+
+
 def load_checkpoint(
     path: str | Path, expected_model: str | None = None, map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (weights-only unpickling).
 
+    Besides the format, this checks that the entries every reader uses are there with the
+    right types (``model_name``, ``model``, ``config``, ``metadata``) and that every
+    floating-point weight is finite.
+
     Raises:
-        DataError: the file is missing, unreadable, corrupt or not a bafenet checkpoint.
+        DataError: the file is missing, unreadable, corrupt, not a bafenet checkpoint, lacks
+            an entry or holds NaN / infinite weights (the message names the file).
         BafenetError: ``expected_model`` is given and the checkpoint holds another model.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "checkpoint file not found")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt zip, truncated file, unsafe pickle, ...
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(path, f"not a readable checkpoint ({first_line})") from None
+    checkpoint = read_weights_only(path, map_location=map_location)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise DataError(path, "not a bafenet checkpoint (no 'format: bafenet-checkpoint' entry)")
-    if checkpoint.get("format_version", 0) > FORMAT_VERSION:
+    version = checkpoint.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise DataError(path, f"checkpoint format_version {version!r} is not an integer")
+    if version > FORMAT_VERSION:
         raise DataError(
             path,
-            f"checkpoint format {checkpoint['format_version']} is newer than this bafenet "
-            f"understands ({FORMAT_VERSION}); upgrade bafenet",
+            f"checkpoint format {version} is newer than this bafenet understands ({FORMAT_VERSION}); "
+            "upgrade bafenet",
         )
+    _check_entries(path, checkpoint)
     if expected_model is not None and checkpoint["model_name"] != expected_model:
         raise BafenetError(f"checkpoint {path} holds {checkpoint['model_name']}, not {expected_model}")
     return checkpoint
 
 
-def load_weights(model: nn.Module, checkpoint: dict[str, Any], strict: bool = True) -> None:
+_REQUIRED_ENTRIES = {"model_name": str, "model": dict, "config": dict}
+
+
+def _check_entries(path: Path, checkpoint: dict[str, Any]) -> None:
+    """Raise :class:`DataError` for a missing or mistyped entry, or a non-finite weight."""
+    for entry, kind in _REQUIRED_ENTRIES.items():
+        if entry not in checkpoint:
+            raise DataError(path, f"checkpoint has no '{entry}' entry")
+        found = type(checkpoint[entry])
+        if not issubclass(found, kind):
+            raise DataError(path, f"checkpoint entry '{entry}' is a {found.__name__}, not a {kind.__name__}")
+    metadata = checkpoint.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise DataError(path, f"checkpoint entry 'metadata' is a {type(metadata).__name__}, not a dict")
+    for name, value in checkpoint["model"].items():
+        if not isinstance(value, torch.Tensor):
+            raise DataError(path, f"weight {name!r} is a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise DataError(path, f"weight {name!r} holds NaN or infinite values; the checkpoint is broken")
+
+
+def load_weights(
+    model: nn.Module, checkpoint: dict[str, Any], strict: bool = True, path: str | Path | None = None
+) -> None:
     """Copy the checkpoint's weights into ``model`` (fp16 weights are cast to the model's dtypes).
 
+    Args:
+        path: the checkpoint's file, named in the error message.
+
     Raises:
-        BafenetError: naming missing / unexpected keys or shape mismatches.
+        DataError: naming the file and the first missing, unexpected or wrongly shaped weights.
     """
+    module = unwrap_model(model)
+    weights = checkpoint["model"]
+    expected = module.state_dict()
+    problems = {
+        "wrong shape": [
+            f"{k} {list(weights[k].shape)} instead of {list(v.shape)}"
+            for k, v in expected.items()
+            if k in weights and weights[k].shape != v.shape
+        ],
+        "missing": [k for k in expected if k not in weights] if strict else [],
+        "unexpected": [k for k in weights if k not in expected] if strict else [],
+    }
+    where = path if path is not None else "checkpoint"
+    detail = "; ".join(
+        f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+        for label, keys in problems.items()
+        if keys
+    )
+    if detail:
+        raise DataError(where, f"weights of {checkpoint.get('model_name')} do not fit the model ({detail})")
     try:
-        unwrap_model(model).load_state_dict(checkpoint["model"], strict=strict)
-    except RuntimeError as exc:
-        raise BafenetError(
-            f"checkpoint weights of {checkpoint.get('model_name')} do not fit the model: {exc}"
+        module.load_state_dict(weights, strict=strict)
+    except RuntimeError as exc:  # anything the checks above do not foresee
+        last_line = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            where, f"weights of {checkpoint.get('model_name')} do not fit the model ({last_line})"
         ) from None
 
 

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass
 
+import numpy as np
 from torch import nn
 
-from bafenet.config import Config
+from bafenet.config import MIN_INPUT_SIDE, Config, ConfigError
 from bafenet.data.pipeline import TrainPipeline, build_eval_pipeline, build_train_pipeline
+from bafenet.data.sample import Sample
+from bafenet.data.transforms import Compose
+from bafenet.errors import BafenetError, DataError
 from bafenet.models.zoo import build_model
 
 
 def build_model_from_config(cfg: Config) -> nn.Module:
-    """The zoo model named by ``cfg.model`` with its switches and the eval thresholds set."""
-    model = build_model(cfg.model.name, weights_backbone=cfg.model.weights_backbone, **cfg.model.kwargs)
+    """The zoo model named by ``cfg.model`` with its switches and the eval thresholds set.
+
+    Raises:
+        BafenetError: the model cannot be built with these switches (one line).
+    """
+    try:
+        model = build_model(cfg.model.name, weights_backbone=cfg.model.weights_backbone, **cfg.model.kwargs)
+    except BafenetError:
+        raise
+    except (ValueError, TypeError, RuntimeError) as exc:  # a value the builder's layers refuse
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"model {cfg.model.name} cannot be built with model.kwargs {cfg.model.kwargs}: {problem}"
+        ) from None
     model.score_thresh = cfg.eval.score_thr
     model.nms_thresh = cfg.eval.nms_iou
     model.detections_per_img = cfg.eval.max_per_img
@@ -36,11 +53,59 @@ def build_train_transform(cfg: Config) -> TrainPipeline:
     )
 
 
-def build_eval_transform(cfg: Config) -> Any:
+@dataclass(frozen=True)
+class EvalTransform:
+    """The eval pipeline, behind a check of the network input made before anything is resized.
+
+    A frame is refused with a :class:`DataError` naming its file when its network input
+    would have more than ``max_pixels`` pixels (``eval.max_pixels``), or a long side shorter
+    than :data:`bafenet.config.MIN_INPUT_SIDE` (the detector needs more than one location
+    at its coarsest stride).
+    """
+
+    pipeline: Compose  # resize steps only (each has ``output_shape``)
+    max_pixels: int
+
+    def input_shape(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) of the network input of a ``height`` x ``width`` frame."""
+        for step in self.pipeline.steps:
+            height, width = step.output_shape(height, width)
+        return height, width
+
+    def check(self, sample: Sample) -> None:
+        """Raise :class:`DataError` if the sample's network input would be too large or too small."""
+        h, w = sample.height, sample.width
+        th, tw = self.input_shape(h, w)
+        where = sample.path if sample.path is not None else (sample.image_id or "image")
+        if th * tw > self.max_pixels:
+            raise DataError(
+                where,
+                f"frame of {w}x{h} px would become a {tw}x{th} px network input ({th * tw / 1e6:.1f} Mpx), "
+                f"above the limit of {self.max_pixels / 1e6:g} Mpx (eval.max_pixels); lower "
+                "eval.scale or set eval.max_side",
+            )
+        if max(th, tw) < MIN_INPUT_SIDE:
+            factor = max(th, tw) / max(h, w)
+            raise DataError(
+                where,
+                f"frame of {w}x{h} px is too small: its network input would be {tw}x{th} px and the "
+                f"detector needs at least {MIN_INPUT_SIDE} px on the long side (frames of at least "
+                f"{math.ceil(MIN_INPUT_SIDE / factor)} px at this scale)",
+            )
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        self.check(sample)
+        return self.pipeline(sample, rng)
+
+
+def build_eval_transform(cfg: Config) -> EvalTransform:
     """The eval pipeline: the official resize, or whole frames at ``eval.scale`` (default: the
-    training scale) capped by ``eval.max_side``; the tiles protocol cuts the result later."""
+    training scale) capped by ``eval.max_side``; the tiles protocol cuts the result later.
+    Frames whose network input breaks ``eval.max_pixels`` or the minimum size are refused."""
     geometry = cfg.data.input
     if cfg.eval.protocol == "resize":
-        return build_eval_pipeline(mode="resize", size=geometry.size, keep_ratio=geometry.keep_ratio)
-    scale = cfg.eval.scale if cfg.eval.scale is not None else geometry.scale
-    return build_eval_pipeline(mode="native", scale=scale, max_side=cfg.eval.max_side)
+        pipeline = build_eval_pipeline(mode="resize", size=geometry.size, keep_ratio=geometry.keep_ratio)
+    else:
+        scale = cfg.eval.scale if cfg.eval.scale is not None else geometry.scale
+        pipeline = build_eval_pipeline(mode="native", scale=scale, max_side=cfg.eval.max_side)
+    return EvalTransform(pipeline, cfg.eval.max_pixels)

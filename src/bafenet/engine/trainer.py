@@ -278,7 +278,7 @@ class Trainer:
     def _resume(self, path: str | Path) -> None:
         """Continue from a ``last.pt``: weights, optimiser, scheduler, AMP scaler, progress, RNG."""
         checkpoint = load_resume_checkpoint(path, expected_model=self.cfg.model.name)
-        load_weights(self.model, checkpoint)
+        load_weights(self.model, checkpoint, path=path)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         if checkpoint["metadata"].get("scaler"):

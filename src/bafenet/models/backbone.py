@@ -17,7 +17,9 @@ Initialisation (``weights``):
 * ``"IMAGENET1K_V1"`` (alias ``"imagenet"``): torchvision's own ImageNet weights enum,
   downloaded, hash-checked and cached by torchvision on a connected machine;
 * a path to a local torchvision-format ResNet state dict (``torch.save(resnet.state_dict())``),
-  read with ``torch.load(weights_only=True)``; the ``fc.*`` entries may be absent.
+  read with ``torch.load(weights_only=True)``; the ``fc.*`` entries may be absent. Its shapes
+  must be those of this backbone: a backbone of another ``width`` (the high-resolution models)
+  loads only a state dict of that width; torchvision's pretrained weights are 64 wide.
 
 Stride placement for ResNet-50: the official backbone is "caffe" style (the stride-2 of the
 first block of a stage sits on the first 1x1 conv, torchvision puts it on the 3x3) while being
@@ -49,6 +51,10 @@ _LAYERS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (
 NORMS = ("frozen", "batch")
 
 
+class ModelOptionError(BafenetError, ValueError):
+    """An unknown model name, or an option the model does not have or cannot take."""
+
+
 class FrozenBatchNorm(FrozenBatchNorm2d):
     """torchvision's ``FrozenBatchNorm2d`` (same buffers, same state dict) in one pass.
 
@@ -71,24 +77,29 @@ def _weights_enum(weights_cls: type, name: str):
         return None
 
 
-def _load_local_weights(net: models.ResNet, path: Path, depth: int) -> None:
+def _load_local_weights(net: models.ResNet, path: Path, depth: int, width: int) -> None:
     """Load a torchvision-format ResNet state dict from ``path`` into ``net`` (fc optional)."""
+    from bafenet.engine.checkpoint import read_weights_only
+
     if not path.is_file():
         raise DataError(
             path, "backbone weights: neither a torchvision weights name (IMAGENET1K_V1, imagenet) nor a file"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise DataError(path, f"cannot read backbone weights ({exc.__class__.__name__}: {exc})") from exc
+    state = read_weights_only(path, what="backbone weights file")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
         raise DataError(path, "backbone weights must be a state dict (name -> tensor)")
     expected = net.state_dict()
     missing = [k for k in expected if k not in state and not k.startswith("fc.")]
-    unexpected = [k for k in state if k not in expected and not k.endswith("num_batches_tracked")]
-    wrong_shape = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    unexpected = [
+        k for k in state if k not in expected and not k.startswith("fc.") and "num_batches_tracked" not in k
+    ]
+    wrong_shape = [
+        k
+        for k in expected
+        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)
+    ]
     if missing or unexpected or wrong_shape:
         detail = "; ".join(
             f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
@@ -99,7 +110,9 @@ def _load_local_weights(net: models.ResNet, path: Path, depth: int) -> None:
             )
             if keys
         )
-        raise DataError(path, f"not a torchvision ResNet-{depth} state dict ({detail})")
+        what = f"ResNet-{depth} state dict" + (f" of width {width}" if width != 64 else "")
+        hint = "" if width == 64 else f"; this backbone is {width} wide, torchvision's ResNets 64"
+        raise DataError(path, f"not a torchvision {what} ({detail}){hint}")
     net.load_state_dict(state, strict=False)
 
 
@@ -159,18 +172,20 @@ class ResNetBackbone(nn.Module):
     ) -> None:
         super().__init__()
         if depth not in _RESNETS:
-            raise ValueError(f"ResNet depth must be one of {sorted(_RESNETS)}, got {depth}")
+            raise ModelOptionError(f"ResNet depth must be one of {sorted(_RESNETS)}, got {depth}")
         if norm not in NORMS:
-            raise ValueError(f"backbone norm must be one of {', '.join(NORMS)}, got {norm!r}")
+            raise ModelOptionError(f"backbone norm must be one of {', '.join(NORMS)}, got {norm!r}")
         if width < 8:
-            raise ValueError(f"backbone width must be >= 8, got {width}")
-        if width != 64 and weights is not None:
-            raise ValueError(
-                f"pretrained weights exist for width 64 only (got width {width}); use weights=None"
-            )
+            raise ModelOptionError(f"backbone width must be >= 8, got {width}")
         norm_layer = FrozenBatchNorm if norm == "frozen" else nn.BatchNorm2d
         builder, weights_cls = _RESNETS[depth]
         enum = _weights_enum(weights_cls, str(weights)) if isinstance(weights, str) else None
+        if width != 64 and enum is not None:
+            raise ModelOptionError(
+                f"pretrained weights {weights} exist for width 64 only, and this backbone is {width} "
+                "wide (as in the high-resolution models): train it from random initialisation "
+                "(model.weights_backbone=null), or give it width 64 (model.kwargs={backbone_width: 64})"
+            )
         try:
             if width == 64:
                 net = builder(weights=enum, norm_layer=norm_layer)
@@ -183,7 +198,7 @@ class ResNetBackbone(nn.Module):
                 "from random initialisation (model.weights_backbone=null)"
             ) from None
         if weights is not None and enum is None:
-            _load_local_weights(net, Path(weights), depth)
+            _load_local_weights(net, Path(weights), depth, width)
         if caffe_style:
             _move_strides_to_1x1(net)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool

@@ -33,8 +33,7 @@ from pathlib import Path
 
 import torch
 
-from bafenet.errors import BafenetError
-from bafenet.models.backbone import ResNetBackbone
+from bafenet.models.backbone import ModelOptionError, ResNetBackbone
 from bafenet.models.detector import FCOSDetector
 from bafenet.models.exchange import CrossTaskExchange, SelectorMode
 from bafenet.models.head import FCOSHead
@@ -87,7 +86,7 @@ def _detector(
     if regress_ranges is None:
         regress_ranges = P2_REGRESS_RANGES if p2 else OFFICIAL_REGRESS_RANGES
     if len(regress_ranges) != len(strides):
-        raise ValueError(
+        raise ModelOptionError(
             f"{len(strides)} levels need {len(strides)} regress ranges, got {len(regress_ranges)}"
         )
     neck = FPN(backbone.out_channels[first_level:], channels)
@@ -198,10 +197,6 @@ MODELS: dict[str, Callable[..., FCOSDetector]] = {
         fcos_hr, fcos_seg_hr, bafenet_hr,
     )
 }  # fmt: skip
-
-
-class ModelOptionError(BafenetError, ValueError):
-    """An unknown model name or an option the model does not have."""
 
 
 def list_models() -> list[str]:
