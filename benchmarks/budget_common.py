@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bafenet.cli.train import PACKAGED_CONFIGS
 from bafenet.config import Config, load_config
 from bafenet.data import open_dataset
 from bafenet.data.sample import Sample
@@ -49,7 +50,7 @@ class Run:
     name: str
     what: str
     overrides: list[str]
-    base: str = "bafenet_hr.yaml"  # the config file under configs/ that the overrides modify
+    base: str = "bafenet_hr.yaml"  # the packaged recipe (src/bafenet/configs/) that the overrides modify
     seed: int = 0
 
 
@@ -101,7 +102,7 @@ def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
 
 def run_one(run: Run, overrides: list[str], work: Path) -> dict:
     """Train ``run`` for its budget, evaluate the final weights, return the result record."""
-    base = REPO / "configs" / run.base
+    base = PACKAGED_CONFIGS / run.base
     all_overrides = [*overrides, *run.overrides]
     cfg = load_config(base, all_overrides)
     run_dir = work / run.name
@@ -137,7 +138,7 @@ def run_one(run: Run, overrides: list[str], work: Path) -> dict:
     }
 
 
-def run_all(runs: list[Run], args, results_dir: Path, work: Path) -> dict[str, dict]:  # noqa: ANN001
+def run_all(runs: list[Run], args, results_dir: Path, work: Path) -> dict[str, dict]:
     """Run (or skip, when finished before) every run; return all records in ``runs`` order."""
     results_dir.mkdir(parents=True, exist_ok=True)
     records: dict[str, dict] = {}

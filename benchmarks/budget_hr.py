@@ -3,14 +3,14 @@
 Same protocol as the general-detector anchor (train on ``train_v2`` for 40 minutes of wall
 time on this 2-core machine, seed 0, evaluate on ``val_v2`` under the official protocol):
 
-* ``bafenet_hr`` (seeds 0 and 1: run-to-run noise) -- the configuration of ``configs/bafenet_hr.yaml``;
+* ``bafenet_hr`` (seeds 0 and 1: run-to-run noise) -- the packaged recipe ``bafenet_hr``;
 * ``fcos_hr``: no sky branch; ``fcos_seg_hr`` (seeds 0 and 1): sky branch without the exchange;
 * ``bafenet_hr_nobagcp``: no BAG-CP;
 * ``bafenet_r18_512``: the published recipe (512 x 512 resize, full-width BAFE-Net-R18 with
   frozen BatchNorm, DAdaptAdam, batch 2) from random initialisation in the same budget.
 
-Each run is its config file (``configs/bafenet_hr.yaml``; ``configs/bafenet_r18_cpu.yaml`` for
-the last) with ``budget_common.budget_overrides`` (data, budget, seed, CPU) and the
+Each run is its packaged recipe (``src/bafenet/configs/bafenet_hr.yaml``; ``bafenet_r18_cpu.yaml``
+for the last) with ``budget_common.budget_overrides`` (data, budget, seed, CPU) and the
 run's own overrides. Every run writes ``benchmarks/results/budget_hr/<run>.json`` and is skipped when that
 exists, so the benchmark resumes across sessions (about 45 minutes per run). The table goes
 to ``benchmarks/results/budget_hr.md`` / ``.json``.

@@ -1,6 +1,6 @@
 """Equal-budget CPU ablation on DenseSIRST: fcos, fcos_seg, bafenet and bafenet without BAG-CP.
 
-Protocol (all four runs identical except the named difference): ``configs/bafenet_hr.yaml``
+Protocol (all four runs identical except the named difference): the ``bafenet_hr`` recipe
 with ``budget_common.budget_overrides``:
 
 * data: train on ``train_v2``, evaluate the final weights on ``val_v2`` (official protocol:

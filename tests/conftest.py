@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 # Tiny tensors run much faster on one thread, and the suite shares two cores.
 torch.set_num_threads(1)
+
+# Property tests never depend on machine speed: no per-example deadline, and no failure when
+# generating examples is slow on a busy machine (hypothesis's "too_slow" health check).
+settings.register_profile("bafenet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("bafenet")
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DEVKIT = Path(

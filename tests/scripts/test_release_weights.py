@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bafenet.cli.train import PACKAGED_CONFIGS
 from bafenet.config import Config, config_to_dict, load_config
 from bafenet.data import open_dataset
 from bafenet.data.synthetic import write_synthetic_devkit
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run_checkpoint(tmp_path: Path, *overrides: str) -> tuple[Path, torch.nn.Module, Config]:
-    cfg = load_config(REPO / "configs" / "bafenet_hr.yaml", ["data.root=/some/machine/path", *overrides])
+    cfg = load_config(PACKAGED_CONFIGS / "bafenet_hr.yaml", ["data.root=/some/machine/path", *overrides])
     torch.manual_seed(0)
     model = build_model_from_config(cfg)
     optimizer = torch.optim.AdamW(model.parameters())

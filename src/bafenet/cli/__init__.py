@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tqdm import tqdm
+
 from bafenet import __version__
 from bafenet.cli import aug as aug_cli
 from bafenet.cli import data as data_cli
@@ -48,8 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BafenetError as exc:
+        _close_progress_bars()
         print(f"bafenet: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("bafenet: interrupted", file=sys.stderr)
         return 130
+
+
+def _close_progress_bars() -> None:
+    """Close the tqdm bars an error left open, so that the next message starts on its own line.
+
+    A bar held by a function that raised is still alive (the traceback keeps it): without this,
+    the error would be printed at the end of the bar's line.
+    """
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from importlib import resources
 from pathlib import Path
 
 from bafenet.config import config_from_dict, load_config
 from bafenet.engine import distributed as dist_utils
-from bafenet.engine.checkpoint import load_checkpoint
-from bafenet.engine.runs import new_run_dir
+from bafenet.engine.runs import new_run_dir, remove_failed_run
 from bafenet.errors import BafenetError
 
-CONFIG_DIRS = (Path("configs"), Path(__file__).resolve().parents[3] / "configs")
+# the recipes shipped inside the package (package data: also there in an installed wheel)
+PACKAGED_CONFIGS = Path(str(resources.files("bafenet") / "configs"))
+# where a recipe name is looked up: the user's own ./configs first, then the packaged recipes
+CONFIG_DIRS = (Path("configs"), PACKAGED_CONFIGS)
 
 
 def resolve_config(name: str | None) -> Path | None:
-    """A config path, or a recipe name looked up in ``./configs`` and the project's ``configs/``."""
+    """A config path, or a recipe name looked up in ``./configs``, then in the packaged recipes."""
     if name is None:
         return None
     path = Path(name)
@@ -44,13 +47,13 @@ def split_overrides(values: list[str]) -> tuple[str | None, list[str]]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from bafenet.engine.trainer import train
+    from bafenet.engine.trainer import load_resume_checkpoint, train
 
     config_name, overrides = split_overrides(args.items)
     if args.data:
         overrides.append(f"data.root={args.data}")
     if args.resume:
-        ckpt = load_checkpoint(args.resume)
+        ckpt = load_resume_checkpoint(args.resume)
         from bafenet.config import apply_override
 
         raw = ckpt["config"]
@@ -71,9 +74,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         summary = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
     except BaseException:
-        empty = run_dir.is_dir() and not any(run_dir.iterdir())
-        if not args.resume and dist_utils.is_main_process() and empty:
-            run_dir.rmdir()  # leave no empty run folder behind
+        if not args.resume and dist_utils.is_main_process():
+            remove_failed_run(run_dir)  # the folder this call created, unless it holds a checkpoint
         raise
     if dist_utils.is_main_process():
         print(
@@ -89,7 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a model from a recipe",
-        description="Train from a recipe (configs/NAME.yaml or a path) with dotted overrides, "
+        description="Train from a recipe (a YAML path, or a NAME from ./configs or the recipes shipped "
+        "with bafenet: bafenet_r18, bafenet_hr, ...) with dotted overrides, "
         "e.g. 'bafenet train bafenet_r18_cpu train.epochs=3 data.root=/data'. "
         "Multi-GPU: 'torchrun --nproc_per_node N -m bafenet train ...'.",
     )
