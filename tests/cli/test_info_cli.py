@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bafenet.cli import main
-from bafenet.cli.info import switch_types
+from bafenet.models.switches import switch_types
 from bafenet.models.zoo import BAFENET_OPTIONS, COMMON_OPTIONS
 
 

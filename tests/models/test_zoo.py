@@ -105,7 +105,11 @@ def test_builder_errors_from_a_config_are_one_line():
     with pytest.raises(BafenetError, match="3 levels need 3 regress ranges"):
         build_model_from_config(cfg)
     cfg = load_config(None, ["model.weights_backbone=null", "model.kwargs={channels: -4}"])
-    with pytest.raises(
-        BafenetError, match=r"model bafenet_r18 cannot be built with model\.kwargs \{'channels': -4\}"
-    ):
+    with pytest.raises(BafenetError, match=r"model switch channels=-4: expected an integer >= 0"):
+        build_model_from_config(cfg)  # the same type check as `bafenet info`
+    cfg = load_config(None, ["model.weights_backbone=null", "model.kwargs={exchange: notabool}"])
+    with pytest.raises(BafenetError, match=r"model switch exchange='notabool': expected true or false"):
+        build_model_from_config(cfg)
+    cfg = load_config(None, ["model.weights_backbone=null", "model.kwargs={channels: 0}"])
+    with pytest.raises(BafenetError, match=r"model bafenet_r18 cannot be built with .*channels=0: "):
         build_model_from_config(cfg)

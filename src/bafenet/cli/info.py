@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import types
-import typing
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
@@ -46,80 +42,12 @@ def _parse_switches(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def switch_types(name: str) -> dict[str, Any]:
-    """The type hint of every switch of zoo model ``name``, read from the builders' signatures."""
-    from bafenet.models import zoo
-
-    if name not in zoo.MODELS:
-        return {}  # build_model names the valid models
-    builders = [zoo._detector] + ([zoo._bafenet] if name.startswith("bafenet") else [])
-    hints = {key: hint for builder in builders for key, hint in typing.get_type_hints(builder).items()}
-    return {key: hints[key] for key in zoo.COMMON_OPTIONS + zoo.BAFENET_OPTIONS if key in hints}
-
-
-def _describe(hint: Any) -> str:
-    """``hint`` in words: "true or false", "an integer >= 0", "one of fixed, learned", ..."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
-    if typing.get_origin(hint) is Literal:
-        return "one of " + ", ".join(map(str, typing.get_args(hint)))
-    words = {bool: "true or false", int: "an integer >= 0", float: "a number", str: "a string"}
-    words |= {type(None): "null", Path: "a file path", Sequence: "a list"}
-    return words.get(typing.get_origin(hint) or hint, str(hint))
-
-
-def _matches(hint: Any, value: Any) -> bool:
-    """Whether ``value`` (parsed YAML) fits the type hint ``hint`` (integer switches count things)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(arg, value) for arg in args)
-    if origin is Literal:
-        return value in args
-    if origin in (Sequence, list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and len(args) != len(value):
-            return False
-        items = args if origin is tuple else args * len(value)
-        return all(_matches(arg, item) for arg, item in zip(items, value, strict=False))
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint in (str, Path):
-        return isinstance(value, str)
-    if hint is type(None):
-        return value is None
-    return True  # a hint this check does not know: the builder itself judges the value
-
-
-def check_switches(name: str, options: dict[str, Any]) -> None:
-    """Refuse a switch whose value does not fit its type in the builder's signature.
-
-    Unknown names are left to :func:`bafenet.models.zoo.build_model`, which lists the valid ones.
-    """
-    hints = switch_types(name)
-    for key, value in options.items():
-        if key in hints and not _matches(hints[key], value):
-            raise BafenetError(f"model switch {key}={value!r}: expected {_describe(hints[key])}")
-
-
 def model_info(name: str, size: int = 512, **options) -> dict:
     """Parameter counts and FLOPs of the zoo model ``name`` at a ``size`` x ``size`` input."""
     from bafenet.models.complexity import count_flops, count_parameters
     from bafenet.models.zoo import build_model
 
-    check_switches(name, options)
-    try:
-        model = build_model(name, **options)
-    except BafenetError:
-        raise
-    except (ValueError, TypeError, RuntimeError) as exc:  # a value the builder's layers refuse
-        switches = " ".join(f"{key}={value}" for key, value in options.items())
-        reason = str(exc).strip().split("\n")[0] or type(exc).__name__
-        raise BafenetError(f"model {name} cannot be built with {switches}: {reason}") from None
+    model = build_model(name, **options)
     counts = count_parameters(model)
     flops = count_flops(model, size)
     return {

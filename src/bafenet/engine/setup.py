@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from bafenet.config import MIN_INPUT_SIDE, Config, ConfigError
+from bafenet.config import MIN_INPUT_SIDE, Config
 from bafenet.data.pipeline import TrainPipeline, build_eval_pipeline, build_train_pipeline
 from bafenet.data.sample import Sample
 from bafenet.data.transforms import Compose
-from bafenet.errors import BafenetError, DataError
+from bafenet.errors import DataError
 from bafenet.models.zoo import build_model
 
 
@@ -22,15 +22,7 @@ def build_model_from_config(cfg: Config) -> nn.Module:
     Raises:
         BafenetError: the model cannot be built with these switches (one line).
     """
-    try:
-        model = build_model(cfg.model.name, weights_backbone=cfg.model.weights_backbone, **cfg.model.kwargs)
-    except BafenetError:
-        raise
-    except (ValueError, TypeError, RuntimeError) as exc:  # a value the builder's layers refuse
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(
-            f"model {cfg.model.name} cannot be built with model.kwargs {cfg.model.kwargs}: {problem}"
-        ) from None
+    model = build_model(cfg.model.name, weights_backbone=cfg.model.weights_backbone, **cfg.model.kwargs)
     model.score_thresh = cfg.eval.score_thr
     model.nms_thresh = cfg.eval.nms_iou
     model.detections_per_img = cfg.eval.max_per_img

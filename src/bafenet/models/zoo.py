@@ -38,6 +38,7 @@ from bafenet.models.detector import FCOSDetector
 from bafenet.models.exchange import CrossTaskExchange, SelectorMode
 from bafenet.models.head import FCOSHead
 from bafenet.models.neck import FPN
+from bafenet.models.switches import check_switches
 from bafenet.models.targets import OFFICIAL_REGRESS_RANGES
 
 COMMON_OPTIONS = (
@@ -214,4 +215,12 @@ def build_model(name: str, **kwargs) -> FCOSDetector:
         raise ModelOptionError(
             f"model {name} has no option {', '.join(unknown)}; options: {', '.join(allowed)}"
         )
-    return MODELS[name](**kwargs)
+    check_switches(name, kwargs)
+    try:
+        return MODELS[name](**kwargs)
+    except ModelOptionError:
+        raise
+    except (ValueError, TypeError, RuntimeError) as exc:  # a value of the right type the layers refuse
+        switches = " ".join(f"{key}={value}" for key, value in kwargs.items())
+        reason = str(exc).strip().split("\n")[0] or type(exc).__name__
+        raise ModelOptionError(f"model {name} cannot be built with {switches}: {reason}") from None
