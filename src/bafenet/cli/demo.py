@@ -80,7 +80,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"      checked {report.n_images} images, {report.n_targets} targets: OK")
 
     print("[2/6] statistics")
-    stats = dataset_stats(data, None)
+    stats = dataset_stats(data, None, progress=not args.no_progress)
     for line in summary_lines(stats):
         print(f"      {line}")
     stat_files = write_stats_report(stats, out / "stats")

@@ -115,11 +115,11 @@ def _distribution(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
     }
 
 
-def dataset_stats(root: Path, split: str | None) -> dict[str, Any]:
+def dataset_stats(root: Path, split: str | None, progress: bool = True) -> dict[str, Any]:
     """Statistics of a dataset folder (devkit or mask-only set), optionally one split.
 
-    See the module docstring for the definitions. Reads every image once (progress bar
-    on stderr).
+    See the module docstring for the definitions. Reads every image once (a progress bar
+    on stderr unless ``progress`` is false).
     """
     dataset = open_dataset(root, split=split)
     per_image_targets: list[int] = []
@@ -127,7 +127,7 @@ def dataset_stats(root: Path, split: str | None) -> dict[str, Any]:
     box_sizes: Counter[tuple[int, int]] = Counter()
     sky_fractions: list[float] = []
     targets: list[dict[str, float]] = []
-    for index in tqdm(range(len(dataset)), desc="stats", unit="img"):
+    for index in tqdm(range(len(dataset)), desc="stats", unit="img", disable=not progress):
         sample = dataset[index]
         per_image_targets.append(sample.num_targets)
         image_sizes[(sample.width, sample.height)] += 1
