@@ -242,7 +242,7 @@ def test_predict_refuses_bad_images_and_outputs_leaving_nothing(
     assert predict(good, str(tiny), "--out", str(out)) == 1
     _one_error_line(capsys, f"{tiny}: frame of 16x16 px is too small", "at least 33 px", "at least 17 px")
     assert predict(good, str(bomb), "--out", str(out)) == 1
-    _one_error_line(capsys, f"{bomb}: image of 12000x12000 px (144.0 Mpx) exceeds the limit of 40 Mpx")
+    _one_error_line(capsys, f"{bomb}: image of 12000x12000 px (144.0 Mpx) exceeds the limit of 40.0 Mpx")
     assert predict(good, "--out", str(out), "--set", "eval.max_pixels=20000") == 1
     with Image.open(good) as frame:  # network input at the checkpoint's eval scale 2
         width, height = frame.size

@@ -43,7 +43,7 @@ def test_a_huge_declared_image_is_refused_before_decoding(reader, tmp_path: Path
         with pytest.raises(DataError) as info:
             reader(bomb)
     assert str(info.value) == (
-        f"{bomb}: image of 12000x12000 px (144.0 Mpx) exceeds the limit of 40 Mpx; it was not decoded"
+        f"{bomb}: image of 12000x12000 px (144.0 Mpx) exceeds the limit of 40.0 Mpx; it was not decoded"
     )
 
 
@@ -61,7 +61,5 @@ def test_the_limit_is_an_argument(tmp_path: Path) -> None:
     Image.fromarray(np.full((10, 20), 7, dtype=np.uint8)).save(path)
     assert read_image(path).shape == (10, 20)
     assert read_image(path, max_pixels=200).shape == (10, 20)
-    with pytest.raises(
-        DataError, match=r"small\.png: image of 20x10 px .* exceeds the limit of 0\.000199 Mpx"
-    ):
+    with pytest.raises(DataError, match=r"small\.png: image of 20x10 px .* exceeds the limit of 199 px"):
         read_image(path, max_pixels=199)

@@ -95,8 +95,8 @@ def test_network_inputs_above_the_pixel_limit_are_refused_before_resizing(monkey
     with pytest.raises(DataError) as info:
         transform(frame)
     assert str(info.value) == (
-        "big.png: frame of 60x50 px would become a 120x100 px network input (0.0 Mpx), above the "
-        "limit of 0.01 Mpx (eval.max_pixels); lower eval.scale or set eval.max_side"
+        "big.png: frame of 60x50 px would become a 120x100 px network input (12000 px), above the "
+        "limit of 10000 px (eval.max_pixels); lower eval.scale or set eval.max_side"
     )
     capped = _native_x2("eval.max_pixels=10000", "eval.max_side=100")
     assert capped.input_shape(50, 60) == (83, 100)

@@ -63,24 +63,33 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     """Open and decode ``path``, refusing an image above ``max_pixels`` before decoding it."""
     if not path.is_file():
         raise DataError(path, "file not found")
+    img = None
     try:
         with warnings.catch_warnings():
             # the limit is the check below; Pillow's own error (at twice its warning size) stays
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)  # reads the header only
             if img.width * img.height > max_pixels:
-                img.close()
                 raise DataError(
                     path,
-                    f"image of {img.width}x{img.height} px ({img.width * img.height / 1e6:.1f} Mpx) "
-                    f"exceeds the limit of {max_pixels / 1e6:g} Mpx; it was not decoded",
+                    f"image of {img.width}x{img.height} px ({megapixels(img.width * img.height)}) "
+                    f"exceeds the limit of {megapixels(max_pixels)}; it was not decoded",
                 )
             img.load()  # decode now, so truncated files fail here with the path
-    except Image.DecompressionBombError as exc:
-        raise DataError(path, f"refused before decoding, a possible decompression bomb ({exc})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(path, f"cannot decode image ({exc})") from exc
+    except BaseException as exc:
+        if img is not None:
+            img.close()
+        if isinstance(exc, Image.DecompressionBombError):
+            raise DataError(path, f"refused before decoding, a possible decompression bomb ({exc})") from None
+        if isinstance(exc, (UnidentifiedImageError, OSError, SyntaxError, ValueError)):
+            raise DataError(path, f"cannot decode image ({exc})") from exc
+        raise
     return img
+
+
+def megapixels(pixels: float) -> str:
+    """A pixel count in words: "144.0 Mpx", or "900 px" below 0.1 Mpx."""
+    return f"{pixels / 1e6:.1f} Mpx" if pixels >= 1e5 else f"{pixels:.0f} px"
 
 
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 from torch import nn
 
 from bafenet.config import MIN_INPUT_SIDE, Config
+from bafenet.data.imageio import megapixels
 from bafenet.data.pipeline import TrainPipeline, build_eval_pipeline, build_train_pipeline
 from bafenet.data.sample import Sample
 from bafenet.data.transforms import Compose
@@ -72,8 +73,8 @@ class EvalTransform:
         if th * tw > self.max_pixels:
             raise DataError(
                 where,
-                f"frame of {w}x{h} px would become a {tw}x{th} px network input ({th * tw / 1e6:.1f} Mpx), "
-                f"above the limit of {self.max_pixels / 1e6:g} Mpx (eval.max_pixels); lower "
+                f"frame of {w}x{h} px would become a {tw}x{th} px network input ({megapixels(th * tw)}), "
+                f"above the limit of {megapixels(self.max_pixels)} (eval.max_pixels); lower "
                 "eval.scale or set eval.max_side",
             )
         if max(th, tw) < MIN_INPUT_SIDE:
