@@ -6,8 +6,9 @@ from typing import Any
 
 from torch import nn
 
-from bafenet.config import Config
+from bafenet.config import Config, ConfigError
 from bafenet.data.pipeline import TrainPipeline, build_eval_pipeline, build_train_pipeline
+from bafenet.models.context import DEFAULT_CONTEXT_SIZE
 from bafenet.models.zoo import build_model
 
 
@@ -19,6 +20,19 @@ def build_model_from_config(cfg: Config) -> nn.Module:
     model.detections_per_img = cfg.eval.max_per_img
     model.pre_nms_top_n = cfg.eval.nms_pre
     return model
+
+
+def sky_context_size(cfg: Config) -> int | None:
+    """Long side of the whole-frame context the training samples carry: ``data.sky_context_size``,
+    by default the model's ``context_size`` when ``model.kwargs.sky_context`` is on."""
+    kwargs = cfg.model.kwargs
+    model_size = kwargs.get("context_size", DEFAULT_CONTEXT_SIZE) if kwargs.get("sky_context") else None
+    data_size = cfg.data.sky_context_size
+    if model_size is not None and data_size is not None and data_size != model_size:
+        raise ConfigError(
+            f"data.sky_context_size ({data_size}) differs from the model's context_size ({model_size})"
+        )
+    return data_size if data_size is not None else model_size
 
 
 def build_train_transform(cfg: Config) -> TrainPipeline:
@@ -33,6 +47,7 @@ def build_train_transform(cfg: Config) -> TrainPipeline:
         flip_prob=cfg.data.flip_prob,
         bagcp=cfg.data.bagcp.mode if cfg.data.bagcp.enabled else None,
         bagcp_prob=cfg.data.bagcp.prob,
+        context_size=sky_context_size(cfg),
     )
 
 
