@@ -95,7 +95,10 @@ def test_context_changes_nothing_else():
 
 def test_collate_adds_the_context_to_the_targets():
     frame = ramp_frame()
-    samples = [pipeline(1.0)(frame, np.random.default_rng(0)), pipeline(0.0)(ramp_frame(60, 90), np.random.default_rng(1))]
+    samples = [
+        pipeline(1.0)(frame, np.random.default_rng(0)),
+        pipeline(0.0)(ramp_frame(60, 90), np.random.default_rng(1)),
+    ]
     _, targets = collate_samples(samples)
     for sample, target in zip(samples, targets, strict=True):
         assert target["context_image"].shape == (1, *sample.context.image.shape)
@@ -111,7 +114,9 @@ def test_config_attaches_the_models_context_size(tmp_path):
     assert build_train_transform(load_config(None, ["model.name=bafenet_hr"])).context_size is None
     cfg = load_config(None, ["model.name=bafenet_hr", "model.kwargs={sky_context: true}"])
     assert build_train_transform(cfg).context_size == 256
-    cfg = load_config(None, ["model.kwargs={sky_context: true, context_size: 128}", "data.sky_context_size=128"])
+    cfg = load_config(
+        None, ["model.kwargs={sky_context: true, context_size: 128}", "data.sky_context_size=128"]
+    )
     assert build_train_transform(cfg).context_size == 128
     cfg = load_config(None, ["model.kwargs={sky_context: true}", "data.sky_context_size=128"])
     with pytest.raises(ConfigError, match="differs from the model's context_size"):

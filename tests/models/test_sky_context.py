@@ -10,9 +10,11 @@ from torch import nn
 from bafenet.data.collate import collate_samples
 from bafenet.data.pipeline import build_train_pipeline
 from bafenet.data.sample import Sample
+from bafenet.errors import BafenetError
 from bafenet.models.complexity import count_parameters
 from bafenet.models.context import ContextBatch, resample_context, whole_image_context
 from bafenet.models.detector import FCOSDetector
+from bafenet.models.export import export_onnx
 from bafenet.models.head import FCOSHead, HeadOutputs
 from bafenet.models.zoo import build_model, fcos_hr
 
@@ -112,7 +114,9 @@ def test_switches_off_give_the_plain_model(name, batch_factory):
     torch.manual_seed(0)
     off = build_model(name, sky_context=False, context_size=96, sky_scoring=False, sky_gate_thr=None, **TINY)
     assert plain.state_dict().keys() == off.state_dict().keys()
-    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), off.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(plain.state_dict().values(), off.state_dict().values(), strict=True)
+    )
     images, targets = batch_factory(45, 70, [[[8.0, 10.0, 30.0, 30.0]], []])
     for model in (plain, off):
         model.train()
@@ -126,7 +130,7 @@ def test_switches_off_give_the_plain_model(name, batch_factory):
         det_plain, det_off = plain(images), off(images)
     assert raw_off.context_sky_logits is None
     for part_plain, part_off in zip(raw_plain, raw_off, strict=True):
-        assert part_plain is None or all(torch.equal(a, b) for a, b in zip(part_plain, part_off))
+        assert part_plain is None or all(torch.equal(a, b) for a, b in zip(part_plain, part_off, strict=True))
     for a, b in zip(det_plain, det_off, strict=True):
         assert a.keys() == b.keys() and len(a["boxes"]) > 0
         assert all(torch.equal(a[k], b[k]) for k in a)
@@ -222,8 +226,10 @@ def test_sky_scoring_at_zero_is_the_plain_detector(name, tiny_batch):
     images, _ = tiny_batch
     with torch.no_grad():
         a, b = plain.head_outputs(images), scoring.head_outputs(images)
-        assert all(torch.equal(x, y) for x, y in zip(a.cls_logits, b.cls_logits))
-        assert all(torch.equal(x["scores"], y["scores"]) for x, y in zip(plain(images), scoring(images)))
+        assert all(torch.equal(x, y) for x, y in zip(a.cls_logits, b.cls_logits, strict=True))
+        assert all(
+            torch.equal(x["scores"], y["scores"]) for x, y in zip(plain(images), scoring(images), strict=True)
+        )
         scoring.head.sky_scoring.weight.fill_(0.5)
         scoring.head.sky_scoring.bias.fill_(-1.0)
         c = scoring.head_outputs(images)
@@ -236,3 +242,11 @@ def test_sky_options_only_on_sky_models():
         build_model("fcos_hr", sky_context=True)
     with pytest.raises(ValueError, match="context_size must be >= 32"):
         build_model("fcos_seg_hr", sky_context=True, context_size=16, **TINY)
+
+
+def test_onnx_export_of_a_context_model_is_refused(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("fcos_seg_hr", sky_context=True, context_size=64, **TINY).eval()
+    with pytest.raises(BafenetError, match="not supported"):
+        export_onnx(model, tmp_path / "model.onnx", 64, 64)
+    assert not (tmp_path / "model.onnx").exists()

@@ -6,9 +6,9 @@ A high-resolution model trained on small crops rarely sees where the sky ends. W
 
 * the model's own backbone, FPN and sky tower (shared weights) run on the context image;
   a context sky predictor gives whole-frame sky logits (``loss_sky_context``);
-* the sky features of the finest context level are resampled onto every pyramid level of
-  the input with :func:`torchvision.ops.roi_align` (:func:`resample_context`) and fused
-  into the sky branch (``FCOSHead``).
+* the sky logits of the finest context level are resampled onto every pyramid level of
+  the input with :func:`torchvision.ops.roi_align` (:func:`resample_context`) and added to
+  the sky branch's features through a learned 1x1 conv (``FCOSHead``).
 
 In training the context comes with the targets (``context_image``, ``context_sky``,
 ``crop_box``: see :func:`context_from_targets`); at inference the model makes it from its
@@ -142,7 +142,7 @@ def resample_context(
     stride: int,
     context_stride: int,
 ) -> Tensor:
-    """Context features (B, C, h', w') of stride ``context_stride`` -> (B, C, h_l, w_l) on the
+    """Context maps (B, C, h', w') of stride ``context_stride`` -> (B, C, h_l, w_l) on the
     input's grid of stride ``stride``: bilinear where the input grid is finer, averaged over
     each cell where it is coarser (``roi_align``'s adaptive sampling); 0 far outside the context."""
     rois = context_rois(context.boxes, context.image_sizes, grid_size, stride, context_stride)

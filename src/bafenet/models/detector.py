@@ -181,7 +181,8 @@ class FCOSDetector(nn.Module):
 
         A ``sky_context`` model runs its backbone, FPN and sky tower on ``context`` too
         (default: each un-padded input image, ``image_sizes``, scaled to ``context_size``)
-        and fuses the finest context level's sky features, resampled onto every level.
+        and feeds the finest context level's sky logits, resampled onto every level, to the
+        sky branch.
         """
         pyramid = self.pyramid(images)
         if not self.head.with_context:
@@ -190,14 +191,12 @@ class FCOSDetector(nn.Module):
             return self.head(pyramid)
         if context is None:
             context = whole_image_context(images, self.context_size, image_sizes)
-        towers, context_logits = self.head.context_sky(self.pyramid(context.images))
-        guides = [
-            resample_context(towers[0], context, tuple(x.shape[-2:]), stride, self.strides[0])
+        context_logits = self.head.context_sky(self.pyramid(context.images))
+        priors = [
+            resample_context(context_logits[0], context, tuple(x.shape[-2:]), stride, self.strides[0])
             for x, stride in zip(pyramid, self.strides, strict=True)
         ]
-        if self.channels_last:
-            guides = [g.contiguous(memory_format=torch.channels_last) for g in guides]
-        return self.head(pyramid, guides)._replace(context_sky_logits=context_logits)
+        return self.head(pyramid, priors)._replace(context_sky_logits=context_logits)
 
     def forward(
         self,

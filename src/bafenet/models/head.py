@@ -8,9 +8,9 @@ feature (in input pixels), one sky logit from the sky feature. The regression br
 sees the cross-task module.
 
 Two switches beyond the official head (both off by default, then nothing is built):
-``sky_context`` fuses resampled whole-frame sky features into the sky branch right after the
-sky tower (concatenation, 1x1 conv + GroupNorm + ReLU), so the sky logit and the cross-task
-module both get context-aware sky features, and adds the context sky predictor
+``sky_context`` adds the whole-frame context sky logit, resampled onto the level, to the sky
+tower's output through a learned 1x1 conv (1 -> C channels, no bias), so the sky logit and the
+cross-task module both get context-aware sky features, and adds the context sky predictor
 (:mod:`bafenet.models.context`); ``sky_scoring`` adds the sky logit to the class logit,
 ``cls + w_l * sky + b_l`` per level (:class:`SkyScoring`).
 
@@ -133,8 +133,7 @@ class FCOSHead(nn.Module):
         self.sky_fuse = None
         self.context_pred = None
         if sky_context:
-            norm = partial(nn.GroupNorm, groups)
-            self.sky_fuse = Conv2dNormActivation(2 * channels, channels, 1, norm_layer=norm)
+            self.sky_fuse = nn.Conv2d(1, channels, 1, bias=False)  # context sky logit -> sky features
             self.context_pred = _predictor(channels, 1)
         self.sky_scoring = SkyScoring(num_levels) if sky_scoring else None
         self._init_weights(prior_prob)
@@ -155,18 +154,17 @@ class FCOSHead(nn.Module):
     def with_context(self) -> bool:
         return self.sky_fuse is not None
 
-    def context_sky(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """Context pyramid levels -> per level sky tower features (B, C, h_l, w_l) and context
-        sky logits (B, 1, h_l, w_l) (shared sky tower, own predictor)."""
+    def context_sky(self, features: list[Tensor]) -> list[Tensor]:
+        """Context pyramid levels -> per level context sky logits (B, 1, h_l, w_l) (the shared
+        sky tower, its own predictor)."""
         if self.context_pred is None:
             raise ValueError("this head has no sky context (sky_context=False)")
-        towers = [self.sky_tower(x) for x in features]
-        return towers, [self.context_pred(t) for t in towers]
+        return [self.context_pred(self.sky_tower(x)) for x in features]
 
     def forward(self, features: list[Tensor], sky_context: list[Tensor] | None = None) -> HeadOutputs:
         """Pyramid levels (B, C, H_l, W_l), finest first -> :class:`HeadOutputs`.
 
-        ``sky_context``: per level (B, C, H_l, W_l) context sky features on the level's grid
+        ``sky_context``: per level (B, 1, H_l, W_l) context sky logits on the level's grid
         (needed by, and only by, a head built with ``sky_context``).
         """
         if len(features) != len(self.scales):
@@ -180,8 +178,9 @@ class FCOSHead(nn.Module):
             sky_logit = None
             if self.sky_tower is not None:
                 sky = self.sky_tower(x)
-                if self.sky_fuse is not None:
-                    sky = self.sky_fuse(torch.cat([sky, sky_context[level].to(sky.dtype)], dim=1))
+                if self.sky_fuse is not None:  # sky + sky_fuse(context): one pass over the map
+                    weight = self.sky_fuse.weight.to(sky.dtype).view(1, -1, 1, 1)
+                    sky = torch.addcmul(sky, sky_context[level].to(sky.dtype), weight)
                 if self.cross_task is not None:
                     sky, cls = self.cross_task(sky, cls)
                 sky_logit = self.sky_pred(sky)
