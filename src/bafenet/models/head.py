@@ -95,8 +95,8 @@ class FCOSHead(nn.Module):
             requires ``with_sky``.
         prior_prob: initial foreground probability of the class logits (0.01).
         tower_depth: conv blocks per tower (4, the official head).
-        sky_context: fuse whole-frame context sky features into the sky branch and build the
-            context sky predictor (requires ``with_sky``).
+        sky_context: add the resampled whole-frame context sky logit to the sky features and
+            build the context sky predictor (requires ``with_sky``).
         sky_scoring: sky-conditioned class logits, :class:`SkyScoring` (requires ``with_sky``).
     """
 
@@ -129,7 +129,7 @@ class FCOSHead(nn.Module):
         self.centerness_pred = _predictor(channels, 1)
         self.sky_pred = _predictor(channels, 1) if with_sky else None
         self.scales = nn.ModuleList(Scale(1.0) for _ in range(num_levels))
-        # built last, only when switched on: the other weights stay those of the plain head
+        # built only when switched on: off, the head has exactly the plain head's parameters
         self.sky_fuse = None
         self.context_pred = None
         if sky_context:
