@@ -87,6 +87,9 @@ class DataConfig:
     bagcp: BagcpConfig = field(default_factory=BagcpConfig)
     workers: int = 2  # data-loader worker processes
     cache: bool = False  # keep decoded images in memory
+    # whole-frame context for sky-context models: its long side (null: the model's
+    # context_size when model.kwargs.sky_context is true, else none)
+    sky_context_size: int | None = None
 
 
 @dataclass
@@ -240,6 +243,10 @@ def validate(cfg: Config) -> None:
         (0.0 <= cfg.data.bagcp.prob <= 1.0, "data.bagcp.prob must be in [0, 1]"),
         (cfg.data.repeat >= 1, "data.repeat must be >= 1"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
+        (
+            cfg.data.sky_context_size is None or cfg.data.sky_context_size >= 32,
+            "data.sky_context_size must be >= 32",
+        ),
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
         (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
         (cfg.train.lr > 0, "train.lr must be > 0"),

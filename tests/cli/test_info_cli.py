@@ -6,7 +6,7 @@ import pytest
 
 from bafenet.cli import main
 from bafenet.models.switches import switch_types
-from bafenet.models.zoo import BAFENET_OPTIONS, COMMON_OPTIONS
+from bafenet.models.zoo import BAFENET_OPTIONS, COMMON_OPTIONS, SKY_OPTIONS
 
 
 def test_info_json_is_one_object_with_the_reference_count(capsys):
@@ -75,5 +75,6 @@ def test_info_refuses_bad_switch_values_in_one_line(capsys, switch, message):
 def test_switch_types_come_from_the_builders_signatures():
     assert switch_types("fcos_hr")["channels"] is int and "exchange" not in switch_types("fcos_hr")
     assert switch_types("bafenet_hr")["exchange"] is bool
-    assert set(switch_types("bafenet_r50")) == set(COMMON_OPTIONS + BAFENET_OPTIONS)
+    assert set(switch_types("bafenet_r50")) == set(COMMON_OPTIONS + SKY_OPTIONS + BAFENET_OPTIONS)
+    assert switch_types("fcos_seg_hr")["sky_context"] is bool and "sky_context" not in switch_types("fcos_hr")
     assert switch_types("no_such_model") == {}

@@ -27,6 +27,9 @@ def collate_samples(
         ``image_size`` (h, w) before padding, ``original_size`` (H0, W0) of the file,
         ``scale`` (sy, sx) applied by resizes, ``offset`` (oy, ox) and ``flipped`` (together:
         ``x_input = ±sx * x_original + ox``, see :class:`bafenet.data.transforms.Geometry`).
+        Samples with a whole-frame context (:class:`bafenet.data.transforms.FrameContext`)
+        add ``context_image`` Tensor[1, h_c, w_c] float32, ``context_sky`` Tensor[h_c, w_c]
+        uint8 and ``crop_box`` Tensor[4] float32 (not padded: sizes may differ in a batch).
     """
     if not samples:
         raise ValueError("collate_samples needs at least one sample")
@@ -58,4 +61,8 @@ def collate_samples(
                 "flipped": geometry.flipped,
             }
         )
+        if sample.context is not None:
+            targets[-1]["context_image"] = torch.from_numpy(sample.context.image.copy())[None]
+            targets[-1]["context_sky"] = torch.from_numpy(sample.context.sky_mask.copy())
+            targets[-1]["crop_box"] = torch.tensor(sample.context.box, dtype=torch.float32)
     return images, targets

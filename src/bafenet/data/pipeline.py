@@ -7,6 +7,11 @@ BAG-CP pastes some of the source's targets into the sample. The source is a seco
 uniformly random item of the (repeated) dataset, which may be the sample itself, as the
 official mixing dataset does.
 
+With ``context_size`` (sky-context models) every training sample also carries the whole
+frame it was cut from, at a long side of ``context_size``, flipped like the sample, and the
+sample's place in it (:func:`bafenet.data.transforms.frame_context`). It draws no random
+numbers, so the samples themselves are the same with or without it.
+
 :class:`AugmentedDataset` draws all randomness of item ``i`` in epoch ``e`` from a generator
 seeded with ``(seed, e, i)``: the same run always sees the same augmented samples, and a
 resumed run continues exactly where the interrupted one was.
@@ -31,6 +36,7 @@ from bafenet.data.transforms import (
     RandomTargetCrop,
     Resize,
     Transform,
+    frame_context,
 )
 
 
@@ -41,11 +47,13 @@ class _SampleSource(Protocol):
 
 @dataclass(frozen=True)
 class TrainPipeline:
-    """Geometric steps (on the sample and on the copy-paste source), BAG-CP, photometric jitter."""
+    """Geometric steps (on the sample and on the copy-paste source), BAG-CP, photometric jitter;
+    optionally the whole-frame context (``context_size``: its long side)."""
 
     geometric: Compose
     copy_paste: BackgroundAwareCopyPaste | None = None
     photometric: PhotometricJitter | None = None
+    context_size: int | None = None
 
     @property
     def needs_source(self) -> bool:
@@ -57,6 +65,8 @@ class TrainPipeline:
     ) -> tuple[Sample, list[PasteRecord]]:
         """Run the pipeline; also return the BAG-CP records (for previews)."""
         out = self.geometric(sample, rng)
+        if self.context_size is not None:
+            out = out.replace(context=frame_context(sample, out, self.context_size))
         records: list[PasteRecord] = []
         if self.copy_paste is not None and source is not None:
             out, records = self.copy_paste.paste(out, self.geometric(source, rng), rng)
@@ -111,6 +121,7 @@ def build_train_pipeline(
     bagcp_prob: float = 1.0,
     bagcp_options: dict[str, Any] | None = None,
     photometric: PhotometricJitter | None = None,
+    context_size: int | None = None,
 ) -> TrainPipeline:
     """The training pipeline; the defaults are the official recipe.
 
@@ -125,6 +136,7 @@ def build_train_pipeline(
         bagcp: BAG-CP preset (:meth:`BackgroundAwareCopyPaste.from_mode`) or None for none.
         bagcp_prob, bagcp_options: its probability and any other constructor arguments.
         photometric: optional grey-level jitter applied last.
+        context_size: attach the whole-frame context at this long side (sky-context models).
     """
     steps = _geometric_steps(
         mode, size, keep_ratio, scale, crop_size, crop_jitter, crop_min_visible, antialias
@@ -134,7 +146,7 @@ def build_train_pipeline(
     copy_paste = None
     if bagcp is not None:
         copy_paste = BackgroundAwareCopyPaste.from_mode(bagcp, prob=bagcp_prob, **(bagcp_options or {}))
-    return TrainPipeline(Compose(tuple(steps)), copy_paste, photometric)
+    return TrainPipeline(Compose(tuple(steps)), copy_paste, photometric, context_size)
 
 
 def build_eval_pipeline(

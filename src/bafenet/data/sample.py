@@ -18,6 +18,8 @@ Conventions (all readers produce them, all transforms keep them):
   in memory).
 * ``geometry``: how the sample's coordinates map back to the file's pixels
   (:class:`bafenet.data.transforms.Geometry`, set by the transforms; ``None`` = untouched).
+* ``context``: optional low-resolution view of the whole frame a crop came from
+  (:class:`bafenet.data.transforms.FrameContext`, for sky-context models; ``None`` = none).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Sample:
     image_id: str = ""
     path: Path | None = None
     geometry: Any = None  # bafenet.data.transforms.Geometry once transformed
+    context: Any = None  # bafenet.data.transforms.FrameContext (sky-context training only)
 
     def __post_init__(self) -> None:
         self.image = np.asarray(self.image, dtype=np.float32)
@@ -116,4 +119,5 @@ class Sample:
             image_id=self.image_id,
             path=self.path,
             geometry=self.geometry,
+            context=self.context,
         )

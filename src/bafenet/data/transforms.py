@@ -15,6 +15,8 @@ Geometry follows the official recipe (reference §2.1):
 * **horizontal flip**: ``x' = W - x`` for every edge coordinate (box corners, points).
 * **random crop around a target** for native-resolution training; boxes cut below a minimum
   visible fraction are dropped together with their points.
+* **whole-frame context** (:func:`frame_context`, sky-context training): the whole frame at
+  low resolution and where the (cropped, flipped) sample lies in it.
 
 Image, masks and boxes go through ``torchvision.transforms.v2.functional`` with tv_tensors.
 Points do not: torchvision's key points are pixel *indices* (its flip is ``W - 1 - x``),
@@ -311,6 +313,45 @@ def random_crop_around_target(
         left = int(rng.integers(0, w - crop_w + 1))
     out = crop(sample, top, left, crop_h, crop_w, min_visible)
     return pad(out, (ch, cw)) if (crop_h, crop_w) != (ch, cw) else out
+
+
+# ------------------------------------------------------------------------ whole-frame context
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    """A low-resolution view of the whole frame a sample was cut from (sky-context training).
+
+    ``image`` (h_c, w_c) float32 grey 0..255 and ``sky_mask`` (h_c, w_c) uint8 are the frame
+    scaled to a long side of the context size (image antialiased bilinear, mask nearest) and
+    mirrored when the sample is. ``box`` = ``x1 y1 x2 y2``: where the sample's whole extent
+    ``[0, W) x [0, H)`` lies in the context, in pixel-edge coordinates (beyond the context
+    where the sample was padded). BAG-CP pastes and photometric jitter are not shown.
+    """
+
+    image: np.ndarray
+    sky_mask: np.ndarray
+    box: tuple[float, float, float, float]
+
+
+def frame_context(frame: Sample, sample: Sample, size: int) -> FrameContext:
+    """The :class:`FrameContext` of ``sample``, made from ``frame`` by geometric steps.
+
+    Both samples' :class:`Geometry` map the same file's pixels (``frame`` is usually the
+    sample as read), so ``sample``'s edges map through the file's coordinates to the context.
+    """
+    if size < 1:
+        raise ValueError(f"context size must be >= 1, got {size}")
+    view = Sample(frame.image, sky_mask=frame.sky_mask, image_id=frame.image_id, geometry=frame.geometry)
+    view = resize(view, scale=size / max(frame.height, frame.width), antialias=True)
+    if get_geometry(view).flipped != get_geometry(sample).flipped:
+        view = hflip(view)
+    (ay, ax), (by, bx) = get_geometry(sample).scale, get_geometry(sample).offset
+    (cy, cx), (dy, dx) = get_geometry(view).scale, get_geometry(view).offset
+    # sample coordinate u -> file (u - b) / a -> context c (u - b) / a + d, per axis
+    xs = sorted(cx * (u - bx) / ax + dx for u in (0.0, sample.width))
+    ys = sorted(cy * (v - by) / ay + dy for v in (0.0, sample.height))
+    return FrameContext(view.image, view.sky_mask, (xs[0], ys[0], xs[1], ys[1]))
 
 
 # ---------------------------------------------------------------------------- photometric

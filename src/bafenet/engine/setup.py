@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from bafenet.config import MIN_INPUT_SIDE, Config
+from bafenet.config import MIN_INPUT_SIDE, Config, ConfigError
 from bafenet.data.imageio import megapixels
 from bafenet.data.pipeline import TrainPipeline, build_eval_pipeline, build_train_pipeline
 from bafenet.data.sample import Sample
 from bafenet.data.transforms import Compose
 from bafenet.errors import DataError
+from bafenet.models.context import DEFAULT_CONTEXT_SIZE
 from bafenet.models.zoo import build_model
 
 
@@ -31,6 +32,19 @@ def build_model_from_config(cfg: Config) -> nn.Module:
     return model
 
 
+def sky_context_size(cfg: Config) -> int | None:
+    """Long side of the whole-frame context the training samples carry: ``data.sky_context_size``,
+    by default the model's ``context_size`` when ``model.kwargs.sky_context`` is on."""
+    kwargs = cfg.model.kwargs
+    model_size = kwargs.get("context_size", DEFAULT_CONTEXT_SIZE) if kwargs.get("sky_context") else None
+    data_size = cfg.data.sky_context_size
+    if model_size is not None and data_size is not None and data_size != model_size:
+        raise ConfigError(
+            f"data.sky_context_size ({data_size}) differs from the model's context_size ({model_size})"
+        )
+    return data_size if data_size is not None else model_size
+
+
 def build_train_transform(cfg: Config) -> TrainPipeline:
     """The training pipeline of ``cfg.data`` (geometry, flip, BAG-CP)."""
     geometry = cfg.data.input
@@ -43,6 +57,7 @@ def build_train_transform(cfg: Config) -> TrainPipeline:
         flip_prob=cfg.data.flip_prob,
         bagcp=cfg.data.bagcp.mode if cfg.data.bagcp.enabled else None,
         bagcp_prob=cfg.data.bagcp.prob,
+        context_size=sky_context_size(cfg),
     )
 
 

@@ -7,6 +7,8 @@ Input contract::
              "boxes":    Tensor[N, 4] float32, x1 y1 x2 y2 half-open pixel edges (N may be 0)
              "sky_mask": Tensor[H, W] uint8, 1 sky / 0 not sky / 255 ignore (sky models only)
              "labels":   optional Tensor[N] int64 class indices (default: all 0, "target")
+             with ``sky_context`` also "context_image" Tensor[1, h_c, w_c], "context_sky"
+             Tensor[h_c, w_c] uint8 and "crop_box" Tensor[4] (see bafenet.models.context)
 
 Grey input is handled once, here, as the official recipe: the grey plane is replicated to
 three channels and the caffe per-channel means (102.9801, 115.9465, 122.7717) are subtracted,
@@ -27,6 +29,9 @@ as the official post-processing). Both are optional; the default is the padded b
 Post-processing (reference §1.9): per level, locations with class probability > 0.05, the
 top 1,000 of them; boxes decoded and clipped; score = class prob x centerness prob (no square
 root); boxes with zero width or height dropped; NMS at IoU 0.5; at most 100 per image.
+With ``sky_gate_thr`` set (a sky model, off by default), the detections returned are then
+filtered: those whose sky probability at the box centre is below the threshold are dropped
+(exactly what filtering the returned boxes with the returned ``sky_prob`` would do).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from bafenet.models.context import ContextBatch, context_from_targets, resample_context, whole_image_context
 from bafenet.models.head import FCOSHead, HeadOutputs
 from bafenet.models.losses import detection_losses, sky_loss
 from bafenet.models.targets import LocationGrid, assign_targets
@@ -66,6 +72,15 @@ def sky_probability(logits: Tensor, stride: int, size: tuple[int, int]) -> Tenso
     return up[:, 0, :height, :width].sigmoid()
 
 
+def sky_at(sky_prob: Tensor, points: Tensor) -> Tensor:
+    """Sky probability (H, W) at (K, 2) ``x y`` points: the value of the pixel containing each
+    point (clamped into the image) -> (K,)."""
+    height, width = sky_prob.shape
+    cols = points[:, 0].floor().long().clamp(0, width - 1)
+    rows = points[:, 1].floor().long().clamp(0, height - 1)
+    return sky_prob[rows, cols]
+
+
 class FCOSDetector(nn.Module):
     """FCOS-style single-stage detector with an optional sky branch (all zoo variants).
 
@@ -79,6 +94,10 @@ class FCOSDetector(nn.Module):
         center_sampling: FCOS centre sampling (off: the official setting).
         center_radius: its radius in strides (1.5).
         score_thresh, pre_nms_top_n, nms_thresh, detections_per_img: post-processing (§1.9).
+        context_size: long side of the whole-frame sky context (a head built with
+            ``sky_context``); ``None`` without one.
+        sky_gate_thr: drop returned detections whose sky probability at the box centre is
+            below it (sky models only; ``None``: no gate).
     """
 
     def __init__(
@@ -95,10 +114,18 @@ class FCOSDetector(nn.Module):
         pre_nms_top_n: int = 1000,
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
+        context_size: int | None = None,
+        sky_gate_thr: float | None = None,
     ) -> None:
         super().__init__()
         if len(strides) != len(regress_ranges):
             raise ValueError("one regress range per level is needed")
+        if head.with_context != (context_size is not None):
+            raise ValueError("context_size is needed by, and only by, a head built with sky_context")
+        if context_size is not None and context_size < 32:
+            raise ValueError(f"context_size must be >= 32, got {context_size}")
+        if sky_gate_thr is not None and not head.with_sky:
+            raise ValueError("the sky gate needs a sky branch")
         self.backbone = backbone
         self.neck = neck
         self.head = head
@@ -111,6 +138,8 @@ class FCOSDetector(nn.Module):
         self.pre_nms_top_n = pre_nms_top_n
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
+        self.context_size = context_size
+        self.sky_gate_thr = sky_gate_thr
         self.register_buffer("pixel_mean", torch.tensor(CAFFE_MEAN).view(1, 3, 1, 1), persistent=False)
 
     # ---------------------------------------------------------------- network
@@ -137,11 +166,37 @@ class FCOSDetector(nn.Module):
             and not weight.is_contiguous()
         )
 
-    def head_outputs(self, images: Tensor) -> HeadOutputs:
-        """Raw per-level head outputs for a (B, 1, H, W) batch."""
+    def pyramid(self, images: Tensor) -> list[Tensor]:
+        """(B, 1, H, W) grey batch -> pyramid levels (B, C, H_l, W_l), finest first."""
         features = self.backbone(self.normalize(images))
-        pyramid = self.neck(features[self.first_level :])
-        return self.head(pyramid)
+        return self.neck(features[self.first_level :])
+
+    def head_outputs(
+        self,
+        images: Tensor,
+        context: ContextBatch | None = None,
+        image_sizes: Sequence[tuple[int, int]] | None = None,
+    ) -> HeadOutputs:
+        """Raw per-level head outputs for a (B, 1, H, W) batch.
+
+        A ``sky_context`` model runs its backbone, FPN and sky tower on ``context`` too
+        (default: each un-padded input image, ``image_sizes``, scaled to ``context_size``)
+        and feeds the finest context level's sky logits, resampled onto every level, to the
+        sky branch.
+        """
+        pyramid = self.pyramid(images)
+        if not self.head.with_context:
+            if context is not None:
+                raise ValueError("this model has no sky context (sky_context=False)")
+            return self.head(pyramid)
+        if context is None:
+            context = whole_image_context(images, self.context_size, image_sizes)
+        context_logits = self.head.context_sky(self.pyramid(context.images))
+        priors = [
+            resample_context(context_logits[0], context, tuple(x.shape[-2:]), stride, self.strides[0])
+            for x, stride in zip(pyramid, self.strides, strict=True)
+        ]
+        return self.head(pyramid, priors)._replace(context_sky_logits=context_logits)
 
     def forward(
         self,
@@ -153,9 +208,11 @@ class FCOSDetector(nn.Module):
         """Training: dict of named losses (needs ``targets``). Eval: one detection dict per image."""
         if self.training and targets is None:
             raise ValueError("targets are required in training mode")
-        outputs = self.head_outputs(images)
         if self.training:
-            return self.losses(outputs, targets)
+            context = context_from_targets(targets, images) if self.head.with_context else None
+            outputs = self.head_outputs(images, context)
+            return self.losses(outputs, targets, context)
+        outputs = self.head_outputs(images, image_sizes=image_sizes)
         # under autocast the head may return bf16 / fp16: decode and rank in float32
         outputs = HeadOutputs(*[None if part is None else [x.float() for x in part] for part in outputs])
         with torch.autocast(images.device.type, enabled=False):
@@ -166,8 +223,12 @@ class FCOSDetector(nn.Module):
         sizes = [tuple(x.shape[-2:]) for x in outputs.cls_logits]
         return LocationGrid(sizes, self.strides, self.regress_ranges, outputs.cls_logits[0].device)
 
-    def losses(self, outputs: HeadOutputs, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """Assign targets and compute ``loss_cls``, ``loss_box``, ``loss_centerness`` (+ ``loss_sky``)."""
+    def losses(
+        self, outputs: HeadOutputs, targets: list[dict[str, Tensor]], context: ContextBatch | None = None
+    ) -> dict[str, Tensor]:
+        """Assign targets and compute ``loss_cls``, ``loss_box``, ``loss_centerness`` (+ ``loss_sky``;
+        + ``loss_sky_context`` on the whole-frame ``context`` of a sky-context model, the same
+        sky loss on the context's sky map)."""
         batch = outputs.cls_logits[0].shape[0]
         if len(targets) != batch:
             raise ValueError(f"{len(targets)} targets for a batch of {batch} images")
@@ -198,6 +259,10 @@ class FCOSDetector(nn.Module):
                 raise ValueError("a sky model needs a 'sky_mask' in every target")
             sky_masks = torch.stack([t["sky_mask"] for t in targets]).to(outputs.sky_logits[0].device)
             losses["loss_sky"] = sky_loss(outputs.sky_logits, sky_masks)
+        if outputs.context_sky_logits is not None:
+            if context is None or context.sky is None:
+                raise ValueError("the context sky loss needs the context's sky map")
+            losses["loss_sky_context"] = sky_loss(outputs.context_sky_logits, context.sky)
         return losses
 
     # ---------------------------------------------------------------- inference
@@ -220,16 +285,23 @@ class FCOSDetector(nn.Module):
         if outputs.sky_logits is not None:
             sky = sky_probability(outputs.sky_logits[0], self.strides[0], input_size)  # (B, H, W)
         results = []
+        if self.sky_gate_thr is not None and sky is None:
+            raise ValueError("the sky gate needs a sky branch")
         for i in range(batch):
             height, width = image_sizes[i]
             boxes, scores, labels = self._detect_one(outputs, points, i, height, width)
+            centres = (boxes[:, :2] + boxes[:, 2:]) / 2  # input pixels
             if original_sizes is not None:
                 orig_h, orig_w = original_sizes[i]
                 boxes = boxes * boxes.new_tensor([orig_w / width, orig_h / height] * 2)
             keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            boxes, scores, labels, centres = boxes[keep], scores[keep], labels[keep], centres[keep]
             keep = batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
-            result = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+            boxes, scores, labels, centres = boxes[keep], scores[keep], labels[keep], centres[keep]
+            if self.sky_gate_thr is not None:
+                keep = sky_at(sky[i, :height, :width], centres) >= self.sky_gate_thr
+                boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            result = {"boxes": boxes, "scores": scores, "labels": labels}
             if sky is not None:
                 result["sky_prob"] = sky[i, :height, :width]
             results.append(result)

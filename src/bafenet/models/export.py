@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from bafenet.errors import BafenetError
 from bafenet.fileio import atomic_path
 from bafenet.models.detector import FCOSDetector, sky_probability
 
@@ -54,6 +55,8 @@ def export_onnx(
     model: FCOSDetector, path: str | Path, height: int = 512, width: int = 512, opset: int = 17
 ) -> Path:
     """Export ``model`` (eval mode, batch 1, fixed ``height`` x ``width``) to an ONNX file, atomically."""
+    if model.context_size is not None:  # its antialiased context resize has no ONNX operator
+        raise BafenetError("ONNX export of a sky_context model is not supported")
     wrapper = DenseOutputs(model).eval()
     example = torch.zeros(1, 1, height, width, device=next(model.parameters()).device)
     path = Path(path)

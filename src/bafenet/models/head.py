@@ -7,6 +7,13 @@ the classification feature, box distances ``exp(scale_l * conv)`` from the regre
 feature (in input pixels), one sky logit from the sky feature. The regression branch never
 sees the cross-task module.
 
+Two switches beyond the official head (both off by default, then nothing is built):
+``sky_context`` adds the whole-frame context sky logit, resampled onto the level, to the sky
+tower's output through a learned 1x1 conv (1 -> C channels, no bias), so the sky logit and the
+cross-task module both get context-aware sky features, and adds the context sky predictor
+(:mod:`bafenet.models.context`); ``sky_scoring`` adds the sky logit to the class logit,
+``cls + w_l * sky + b_l`` per level (:class:`SkyScoring`).
+
 Init as the official head: every ``nn.Conv2d`` of the head (towers, predictors, LSK,
 refinement and selector convs) N(0, 0.01) with zero bias; the class bias is
 ``-log((1 - 0.01) / 0.01)``; norms weight 1, bias 0; the exchange MLP keeps PyTorch's
@@ -31,6 +38,7 @@ class HeadOutputs(NamedTuple):
     box_distances: list[Tensor]  # (B, 4, H_l, W_l): left, top, right, bottom in input pixels
     centerness_logits: list[Tensor]  # (B, 1, H_l, W_l)
     sky_logits: list[Tensor] | None  # (B, 1, H_l, W_l), None without a sky branch
+    context_sky_logits: list[Tensor] | None = None  # (B, 1, h_l, w_l) on the context (sky_context)
 
 
 class Scale(nn.Module):
@@ -56,6 +64,24 @@ def _predictor(channels: int, outputs: int) -> nn.Conv2d:
     return nn.Conv2d(channels, outputs, 3, padding=1)
 
 
+class SkyScoring(nn.Module):
+    """Sky-conditioned class logits: ``cls + weight[l] * sky + bias[l]`` at every location of level l.
+
+    ``weight`` and ``bias`` are learned with the detection loss and start at 0, so training
+    starts from the plain detector. The sky logit is detached: the sky branch stays trained
+    by the sky loss alone, and the scoring learns how much to trust it.
+    """
+
+    def __init__(self, num_levels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(num_levels))
+        self.bias = nn.Parameter(torch.zeros(num_levels))
+
+    def forward(self, cls_logits: Tensor, sky_logits: Tensor, level: int) -> Tensor:
+        """(B, C, H, W) class logits and (B, 1, H, W) sky logits of one level -> (B, C, H, W)."""
+        return cls_logits + self.weight[level] * sky_logits.detach() + self.bias[level]
+
+
 class FCOSHead(nn.Module):
     """The shared head.
 
@@ -69,6 +95,9 @@ class FCOSHead(nn.Module):
             requires ``with_sky``.
         prior_prob: initial foreground probability of the class logits (0.01).
         tower_depth: conv blocks per tower (4, the official head).
+        sky_context: add the resampled whole-frame context sky logit to the sky features and
+            build the context sky predictor (requires ``with_sky``).
+        sky_scoring: sky-conditioned class logits, :class:`SkyScoring` (requires ``with_sky``).
     """
 
     def __init__(
@@ -80,10 +109,14 @@ class FCOSHead(nn.Module):
         cross_task: nn.Module | None = None,
         prior_prob: float = 0.01,
         tower_depth: int = 4,
+        sky_context: bool = False,
+        sky_scoring: bool = False,
     ) -> None:
         super().__init__()
         if cross_task is not None and not with_sky:
             raise ValueError("a cross-task module needs the sky branch (with_sky=True)")
+        if (sky_context or sky_scoring) and not with_sky:
+            raise ValueError("sky_context and sky_scoring need the sky branch (with_sky=True)")
         self.num_classes = num_classes
         # GroupNorm(32) as the official head; narrow heads: the largest group count <= 32 that divides
         groups = max(g for g in range(1, 33) if channels % g == 0)
@@ -96,6 +129,13 @@ class FCOSHead(nn.Module):
         self.centerness_pred = _predictor(channels, 1)
         self.sky_pred = _predictor(channels, 1) if with_sky else None
         self.scales = nn.ModuleList(Scale(1.0) for _ in range(num_levels))
+        # built only when switched on: off, the head has exactly the plain head's parameters
+        self.sky_fuse = None
+        self.context_pred = None
+        if sky_context:
+            self.sky_fuse = nn.Conv2d(1, channels, 1, bias=False)  # context sky logit -> sky features
+            self.context_pred = _predictor(channels, 1)
+        self.sky_scoring = SkyScoring(num_levels) if sky_scoring else None
         self._init_weights(prior_prob)
 
     def _init_weights(self, prior_prob: float) -> None:
@@ -110,20 +150,45 @@ class FCOSHead(nn.Module):
     def with_sky(self) -> bool:
         return self.sky_tower is not None
 
-    def forward(self, features: list[Tensor]) -> HeadOutputs:
-        """Pyramid levels (B, C, H_l, W_l), finest first -> :class:`HeadOutputs`."""
+    @property
+    def with_context(self) -> bool:
+        return self.sky_fuse is not None
+
+    def context_sky(self, features: list[Tensor]) -> list[Tensor]:
+        """Context pyramid levels -> per level context sky logits (B, 1, h_l, w_l) (the shared
+        sky tower, its own predictor)."""
+        if self.context_pred is None:
+            raise ValueError("this head has no sky context (sky_context=False)")
+        return [self.context_pred(self.sky_tower(x)) for x in features]
+
+    def forward(self, features: list[Tensor], sky_context: list[Tensor] | None = None) -> HeadOutputs:
+        """Pyramid levels (B, C, H_l, W_l), finest first -> :class:`HeadOutputs`.
+
+        ``sky_context``: per level (B, 1, H_l, W_l) context sky logits on the level's grid
+        (needed by, and only by, a head built with ``sky_context``).
+        """
         if len(features) != len(self.scales):
             raise ValueError(f"head built for {len(self.scales)} levels, got {len(features)}")
+        if (sky_context is not None) != self.with_context:
+            raise ValueError("context sky features are needed by, and only by, a sky_context head")
         cls_logits, box_distances, centerness, sky_logits = [], [], [], []
-        for x, scale in zip(features, self.scales, strict=True):
+        for level, (x, scale) in enumerate(zip(features, self.scales, strict=True)):
             cls = self.cls_tower(x)
             reg = self.reg_tower(x)
+            sky_logit = None
             if self.sky_tower is not None:
                 sky = self.sky_tower(x)
+                if self.sky_fuse is not None:  # sky + sky_fuse(context): one pass over the map
+                    weight = self.sky_fuse.weight.to(sky.dtype).view(1, -1, 1, 1)
+                    sky = torch.addcmul(sky, sky_context[level].to(sky.dtype), weight)
                 if self.cross_task is not None:
                     sky, cls = self.cross_task(sky, cls)
-                sky_logits.append(self.sky_pred(sky))
-            cls_logits.append(self.cls_pred(cls))
+                sky_logit = self.sky_pred(sky)
+                sky_logits.append(sky_logit)
+            cls_logit = self.cls_pred(cls)
+            if self.sky_scoring is not None:
+                cls_logit = self.sky_scoring(cls_logit, sky_logit, level)
+            cls_logits.append(cls_logit)
             centerness.append(self.centerness_pred(cls))
             box_distances.append(scale(self.box_pred(reg)).float().exp())
         return HeadOutputs(cls_logits, box_distances, centerness, sky_logits if self.with_sky else None)

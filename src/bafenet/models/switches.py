@@ -23,7 +23,7 @@ def switch_types(name: str) -> dict[str, Any]:
         return {}  # build_model names the valid models
     builders = [zoo._detector] + ([zoo._bafenet] if name.startswith("bafenet") else [])
     hints = {key: hint for builder in builders for key, hint in typing.get_type_hints(builder).items()}
-    return {key: hints[key] for key in zoo.COMMON_OPTIONS + zoo.BAFENET_OPTIONS if key in hints}
+    return {key: hints[key] for key in zoo.model_options(name) if key in hints}
 
 
 def _describe(hint: Any) -> str:

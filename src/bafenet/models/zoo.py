@@ -22,6 +22,14 @@ Keyword arguments of every builder (faithful defaults):
 * ``backbone_norm="frozen"``: ``"batch"`` trains the backbone's BatchNorm (from random init);
 * ``backbone_width=64``: channels of the first ResNet stage (random init only if not 64).
 
+Only the sky models (``fcos_seg_*``, ``bafenet_*``), all off by default
+(:mod:`bafenet.models.context`, ``docs/model.md``):
+
+* ``sky_context=False``: a low-resolution whole-frame pass whose sky features are fused into
+  the sky branch, ``context_size=256`` its long side;
+* ``sky_scoring=False``: sky-conditioned class logits (learned, starting as the plain detector);
+* ``sky_gate_thr=None``: drop detections whose sky probability at the box centre is below it.
+
 Only ``bafenet_*``: ``lsk=True``, ``lsk_residual=False``, ``exchange=True``,
 ``exchange_ratio=0.5``, ``selector="fixed"`` (or ``"learned"``), ``mlp_hidden=64``.
 """
@@ -34,6 +42,7 @@ from pathlib import Path
 import torch
 
 from bafenet.models.backbone import ModelOptionError, ResNetBackbone
+from bafenet.models.context import DEFAULT_CONTEXT_SIZE
 from bafenet.models.detector import FCOSDetector
 from bafenet.models.exchange import CrossTaskExchange, SelectorMode
 from bafenet.models.head import FCOSHead
@@ -54,6 +63,7 @@ COMMON_OPTIONS = (
     "backbone_norm",
     "backbone_width",
 )
+SKY_OPTIONS = ("sky_context", "context_size", "sky_scoring", "sky_gate_thr")
 BAFENET_OPTIONS = ("lsk", "lsk_residual", "exchange", "exchange_ratio", "selector", "mlp_hidden")
 P2_REGRESS_RANGES: tuple[tuple[float, float], ...] = (
     (-1.0, 32.0),
@@ -78,7 +88,13 @@ def _detector(
     tower_depth: int = 4,
     backbone_norm: str = "frozen",
     backbone_width: int = 64,
+    sky_context: bool = False,
+    context_size: int = DEFAULT_CONTEXT_SIZE,
+    sky_scoring: bool = False,
+    sky_gate_thr: float | None = None,
 ) -> FCOSDetector:
+    if not with_sky and (sky_context or sky_scoring or sky_gate_thr is not None):
+        raise ValueError("sky_context, sky_scoring and sky_gate_thr need a model with a sky branch")
     backbone = ResNetBackbone(
         depth, weights_backbone, caffe_style=caffe_style, norm=backbone_norm, width=backbone_width
     )
@@ -92,10 +108,26 @@ def _detector(
         )
     neck = FPN(backbone.out_channels[first_level:], channels)
     head = FCOSHead(
-        len(strides), channels, num_classes, with_sky=with_sky, cross_task=cross_task, tower_depth=tower_depth
+        len(strides),
+        channels,
+        num_classes,
+        with_sky=with_sky,
+        cross_task=cross_task,
+        tower_depth=tower_depth,
+        sky_context=sky_context,
+        sky_scoring=sky_scoring,
     )
     model = FCOSDetector(
-        backbone, neck, head, strides, regress_ranges, first_level, center_sampling, center_radius
+        backbone,
+        neck,
+        head,
+        strides,
+        regress_ranges,
+        first_level,
+        center_sampling,
+        center_radius,
+        context_size=context_size if sky_context else None,
+        sky_gate_thr=sky_gate_thr,
     )
     return model.to(memory_format=torch.channels_last)  # layout only: measured faster on CPU
 
@@ -205,11 +237,20 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
+def model_options(name: str) -> tuple[str, ...]:
+    """The switches the zoo model ``name`` takes."""
+    return (
+        COMMON_OPTIONS
+        + (SKY_OPTIONS if name.startswith(("fcos_seg", "bafenet")) else ())
+        + (BAFENET_OPTIONS if name.startswith("bafenet") else ())
+    )
+
+
 def build_model(name: str, **kwargs) -> FCOSDetector:
     """Build the model called ``name`` with the builder's keyword arguments (switches)."""
     if name not in MODELS:
         raise ModelOptionError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    allowed = COMMON_OPTIONS + (BAFENET_OPTIONS if name.startswith("bafenet") else ())
+    allowed = model_options(name)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ModelOptionError(
