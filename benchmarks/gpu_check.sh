@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # CUDA / AMP correctness of the engine on a GPU machine (not part of CI).
 # Trains BAFE-Net R18 briefly on synthetic data with AMP on CUDA, then evaluates the same
-# weights on CUDA and on the CPU: the metrics must agree. Writes logs + JSON into $OUT.
+# weights on CUDA and on the CPU: the metrics must agree. Then the high-resolution BAFE-Net
+# with the sky switches (sky_context, sky_scoring) trains and validates on CUDA, and the
+# model tests run with the GPU visible. Writes logs + JSON into $OUT.
 #   OUT=/tmp/out bash benchmarks/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}
@@ -37,3 +39,9 @@ json.dump(out, open("/tmp/gpu_compare.json", "w"), indent=1)
 PY
 cp /tmp/gpu_compare.json "$OUT/gpu_check.json"
 cp /tmp/gruns/amp/epochs.csv "$OUT/epochs_amp.csv"
+
+python3 -m pytest -q -p no:cacheprovider tests/models/test_cuda.py tests/models/test_sky_context.py 2>&1 | tee "$OUT/pytest_cuda.log"
+python3 -m bafenet train bafenet_hr $COMMON data.train_split=train data.val_split=val eval.split=val \
+  "model.kwargs={sky_context: true, sky_scoring: true}" data.input.crop_size=256 train.amp=true \
+  train.epochs=4 train.val_interval=2 --project /tmp/gruns --name hr_sky --no-progress 2>&1 | tee "$OUT/train_hr_sky.log"
+python3 -m bafenet val --weights /tmp/gruns/hr_sky/last.pt --device cuda --out /tmp/gval_hr 2>&1 | tee "$OUT/val_hr_sky.log"
