@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,46 +20,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_training import TINY_RECIPE, train_env
 
 from bafenet.data.synthetic import write_synthetic_devkit
 from bafenet.engine.checkpoint import load_checkpoint
 
 EPOCHS = 4
-TINY = [
-    "fcos_r50",
-    "model.name=fcos_r18",
-    "model.weights_backbone=null",
-    "model.kwargs.channels=32",  # a small network: each epoch takes a fraction of a second
-    "model.kwargs.tower_depth=1",
-    "model.kwargs.backbone_width=16",
-    "data.train_split=train",
-    "data.val_split=val",
-    "eval.split=val",
-    "data.input.size=64",
-    "data.repeat=1",
-    "data.workers=0",
-    "train.device=cpu",
-    "train.optimizer=adamw",
-    "train.lr=0.0005",
-    "train.warmup_iters=2",
-    "train.milestones=[2]",
-    f"train.epochs={EPOCHS}",
-]
+TINY = [*TINY_RECIPE, "data.repeat=1", f"train.epochs={EPOCHS}"]
 DEADLINE_S = 300.0  # a safety net only: every wait ends on an event
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONHASHSEED"] = "0"
-    return env
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as fh:  # the child keeps its own handle
         return subprocess.Popen(
             [sys.executable, "-m", "bafenet", "train", *args, "--no-progress"],
-            env=_env(),
+            env=train_env(),
             stdout=fh,
             stderr=subprocess.STDOUT,
         )
@@ -69,7 +43,7 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
 def _run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bafenet", "train", *args, "--no-progress"],
-        env=_env(),
+        env=train_env(),
         capture_output=True,
         text=True,
         timeout=DEADLINE_S,

@@ -5,7 +5,6 @@ Exact resume after SIGKILL is in test_crash_safety.py.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_training import TINY_RECIPE, train_env
 
 from bafenet.cli import main
 from bafenet.data.synthetic import write_synthetic_devkit
@@ -20,38 +20,13 @@ from bafenet.engine.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
-TINY = [
-    "fcos_r50",
-    "model.name=fcos_r18",
-    "model.weights_backbone=null",
-    "model.kwargs.channels=32",  # a small network: each epoch takes a fraction of a second
-    "model.kwargs.tower_depth=1",
-    "model.kwargs.backbone_width=16",
-    "data.train_split=train",
-    "data.val_split=val",
-    "eval.split=val",
-    "data.input.size=64",
-    "data.repeat=2",
-    "data.workers=0",
-    "train.device=cpu",
-    "train.optimizer=adamw",
-    "train.lr=0.0005",
-    "train.warmup_iters=2",
-    "train.milestones=[2]",
-]
+TINY = [*TINY_RECIPE, "data.repeat=2"]
 
 
 @pytest.fixture(scope="module")
 def tiny_devkit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny") / "devkit"
     return write_synthetic_devkit(root, n=10, seed=3, sizes=((96, 80), (112, 96)))
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONHASHSEED"] = "0"
-    return env
 
 
 def _train_cmd(devkit: Path, project: Path, name: str, *extra: str) -> list[str]:
@@ -74,7 +49,7 @@ def _train_cmd(devkit: Path, project: Path, name: str, *extra: str) -> list[str]
 def test_train_writes_run_folder(tiny_devkit: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = subprocess.run(
         _train_cmd(tiny_devkit, tmp_path, "a", "train.epochs=1"),
-        env=_env(),
+        env=train_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -95,7 +70,7 @@ def test_train_writes_run_folder(tiny_devkit: Path, tmp_path: Path, capsys: pyte
     # a second run with the same name never overwrites the first
     out = subprocess.run(
         _train_cmd(tiny_devkit, tmp_path, "a", "train.epochs=1", "train.max_time_minutes=0.001"),
-        env=_env(),
+        env=train_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -107,7 +82,7 @@ def test_train_writes_run_folder(tiny_devkit: Path, tmp_path: Path, capsys: pyte
 def test_unknown_override_is_a_clear_error(tiny_devkit: Path, tmp_path: Path) -> None:
     out = subprocess.run(
         _train_cmd(tiny_devkit, tmp_path, "b", "train.epochz=1"),
-        env=_env(),
+        env=train_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -137,7 +112,7 @@ def test_torchrun_two_gloo_processes(tiny_devkit: Path, tmp_path: Path) -> None:
         "ddp",
         "--no-progress",
     ]
-    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, env=train_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "ddp"
     assert (run / "last.pt").is_file() and (run / "best.pt").is_file()
@@ -166,7 +141,7 @@ def test_bad_training_file_is_one_line_and_leaves_no_run(
     png.write_bytes(png.read_bytes()[:200])  # truncated: the header reads, the pixels do not
     project = tmp_path / "runs"
     cmd = _train_cmd(devkit, project, "bad", "train.epochs=1", f"data.workers={workers}")
-    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, env=train_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
     assert out.stderr.startswith(f"bafenet: error: {png}: ") and out.stderr.count("\n") == 1, out.stderr
     assert "Traceback" not in out.stderr and "worker" not in out.stderr
