@@ -1,36 +1,55 @@
 """Shared machinery of the equal-budget benchmarks (``budget_train.py``, ``budget_hr.py``).
 
-A *run* is a name, a base config file (or none) and dotted overrides. Each run trains for a
-fixed wall-clock budget on this machine, then its final weights are evaluated once on
-``val_v2``; the result (metrics overall and by frame size, throughput, inference time of a
-1280 x 1024 frame, the exact overrides) is written to ``<results>/<run>.json``. A rerun skips
-runs whose JSON exists, so a benchmark can be continued across sessions; an interrupted run
-starts again from scratch.
+A *run* is a name, a base config file (or none) and dotted overrides; runs that differ only
+in the seed share a *configuration*. Each run trains for a fixed wall-clock budget, then its
+final weights are evaluated once on ``val_v2``; the result (metrics overall and by frame size,
+throughput, inference time of a 1280 x 1024 frame, the exact overrides, the CPU and its
+calibration) is written to ``<results>/<run>.json``. A rerun skips runs whose JSON exists, so a
+benchmark can be continued across sessions; an interrupted run starts again from scratch.
+
+Compute differs between CPUs, so every session first times a fixed reference forward pass
+(:func:`calibrate`: torchvision FCOS-R50 at 512 x 512, batch 1, 2 threads, median ms) and a
+benchmark may state its budget at a reference CPU: ``minutes = reference minutes x (ms here /
+reference ms)``. The tables compare records of one CPU model only.
+
+Sky models also get the post-hoc sky gate (:func:`sky_gate_record`): its threshold is chosen
+on a fixed subset of the training split (every :data:`GATE_EVERY`-th frame) by mAP07, from one
+inference pass that keeps each detection's own sky probability; the gated ``val_v2`` metrics
+filter the detections of the final validation, without running the model again.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
 import shutil
 import statistics
+import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.utils.data import Subset
+from torchvision.models.detection import fcos_resnet50_fpn
 
 from bafenet.cli.train import PACKAGED_CONFIGS
-from bafenet.config import Config, load_config
+from bafenet.config import Config, EvalConfig, load_config
 from bafenet.data import open_dataset
 from bafenet.data.sample import Sample
+from bafenet.data.synthetic import write_synthetic_devkit
 from bafenet.engine.evaluate import (
-    OPERATING_POINT_KEYS,
     SIZE_GROUPS,
+    Prediction,
     evaluate,
+    irstd_metrics,
     metrics_by_frame_size,
     predict_samples,
 )
@@ -38,9 +57,53 @@ from bafenet.engine.predict import load_trained_model
 from bafenet.engine.setup import build_eval_transform
 from bafenet.engine.trainer import train
 from bafenet.fileio import write_json, write_text
+from bafenet.metrics import DetectionEvaluator, TargetLevelEvaluator
+from bafenet.models.zoo import model_options
 
 REPO = Path(__file__).resolve().parents[1]
-COLUMNS = ["mAP07", "mAP12", "recall", "strict_mAP07", "strict_mAP12", "strict_recall"]
+
+CALIBRATION_SIZE = 512
+CALIBRATION_THREADS = 2
+CALIBRATION_SPEC = (
+    "torchvision fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2,"
+    " min_size=512, max_size=512), inference with post-processing, batch 1, 512 x 512, 2 threads,"
+    " median ms after one warm-up"
+)
+REFERENCE_MS = 638.0
+"""Calibration figure of the reference CPU (an AMD EPYC), where the anchor's 40 minutes ran."""
+MAX_SLOWDOWN = 2.0
+"""A normalised budget is refused when the calibration exceeds this multiple of REFERENCE_MS
+(a busy machine would otherwise stretch every run; ``--minutes`` overrides)."""
+
+GATE_EVERY = 4  # the gate threshold is chosen on every 4th frame of the training split
+GATE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # 0.0 keeps every detection
+GATE_KEYS = (
+    "mAP07",
+    "mAP12",
+    "recall",
+    "strict_mAP07",
+    "irstd_fa_per_mpix_at_pd_0.85",
+    "irstd_fa_off_sky_share_at_best_f1",
+    "best_f1_score_thr",
+    "irstd_pd_at_best_f1",
+    "irstd_fa_per_mpix_at_best_f1",
+)
+"""The metrics a gate record keeps (of the gated ``val_v2`` detections)."""
+
+NEWER_METRIC = "irstd_false_alarms_off_sky"  # records evaluated before the sky split lack it
+
+SMOKE_OVERRIDES = [
+    "train.epochs=1",
+    "train.max_time_minutes=null",
+    "train.time_milestones=[]",
+    "train.val_interval=1",
+    "data.workers=0",
+    "data.cache=false",
+    "data.input.crop_size=64",
+    "model.kwargs.backbone_width=8",
+    "model.kwargs.tower_depth=1",
+]
+"""``--smoke``: one epoch on a few synthetic frames with a tiny network (bounded by steps)."""
 
 
 @dataclass
@@ -52,8 +115,106 @@ class Run:
     overrides: list[str]
     base: str = "bafenet_hr.yaml"  # the packaged recipe (src/bafenet/configs/) that the overrides modify
     seed: int = 0
+    config: str = ""  # the configuration its seeds share (default: the run's name)
+
+    def __post_init__(self) -> None:
+        self.config = self.config or self.name
 
 
+def seeded_runs(config: str, what: str, overrides: list[str], seeds: Sequence[int] = (0, 1, 2)) -> list[Run]:
+    """One run per seed of a configuration, named ``<config>_s<seed>``."""
+    return [Run(f"{config}_s{seed}", what, overrides, seed=seed, config=config) for seed in seeds]
+
+
+@dataclass
+class Budget:
+    """The training wall time of every run of a session, and where it comes from."""
+
+    minutes: float  # per run, on this machine
+    calibration: dict[str, Any]  # :func:`calibrate`'s result
+    reference_minutes: float | None = None  # the budget at REFERENCE_MS (None: ``minutes`` as given)
+
+    def record(self) -> dict[str, Any]:
+        normalised = self.reference_minutes is not None
+        return {
+            "minutes": self.minutes,
+            "reference_minutes": self.reference_minutes,
+            "reference_ms": REFERENCE_MS if normalised else None,
+            "calibration_ms": self.calibration["ms"],
+            "rule": (
+                f"{self.reference_minutes:g} min x {self.calibration['ms']:.0f} / {REFERENCE_MS:.0f} ms"
+                if normalised
+                else "given (--minutes)"
+            ),
+        }
+
+
+# ------------------------------------------------------------------------------ calibration
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (``model name`` in ``cpuinfo``), else ``platform.processor()`` or the
+    machine type."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@torch.inference_mode()
+def forward_times_ms(model: nn.Module, inputs: Any, reps: int, threads: int) -> list[float]:
+    """Milliseconds of each of ``reps`` calls ``model(inputs)`` after one warm-up call, on
+    ``threads`` intra-op threads (the previous thread count is restored)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model.eval()
+        model(inputs)  # warm-up: oneDNN primitives, allocator
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            model(inputs)
+            times.append(1000 * (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(previous)
+    return times
+
+
+def calibrate(reps: int = 5) -> dict[str, Any]:
+    """Time the reference forward pass on this machine (:data:`CALIBRATION_SPEC`).
+
+    Returns ``ms`` (median), ``ms_min`` / ``ms_max`` (a wide spread: a busy machine),
+    ``cpu_model``, ``spec``, ``reps``, ``threads``, ``torch`` and ``measured_at`` (UTC).
+    """
+    torch.manual_seed(0)
+    size = CALIBRATION_SIZE
+    model = fcos_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=2, min_size=size, max_size=size
+    )
+    image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+    times = forward_times_ms(model, [image], reps, CALIBRATION_THREADS)
+    return {
+        "ms": statistics.median(times),
+        "ms_min": min(times),
+        "ms_max": max(times),
+        "cpu_model": cpu_model(),
+        "spec": CALIBRATION_SPEC,
+        "reps": reps,
+        "threads": CALIBRATION_THREADS,
+        "torch": torch.__version__,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def budget_minutes(reference_minutes: float, calibration_ms: float) -> float:
+    """Training minutes here that match ``reference_minutes`` on the reference CPU:
+    ``reference_minutes x calibration_ms / REFERENCE_MS`` (a faster CPU gets fewer)."""
+    return reference_minutes * calibration_ms / REFERENCE_MS
+
+
+# ------------------------------------------------------------------------------ one run
 def budget_overrides(data: str, minutes: float, seed: int, workers: int = 1) -> list[str]:
     """What every budget run sets on top of its config file: data, budget, seed, CPU.
 
@@ -78,7 +239,8 @@ def budget_overrides(data: str, minutes: float, seed: int, workers: int = 1) -> 
 
 
 def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
-    """Median seconds to predict one 1280 x 1024 frame with ``cfg``'s evaluation geometry."""
+    """Median seconds to predict one 1280 x 1024 frame with ``cfg``'s evaluation geometry
+    (``eval.scale``, ``eval.amp``, post-processing and the sky map included), after a warm-up."""
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 255, size=(1024, 1280)).astype(np.float32)
     sample = Sample(
@@ -100,7 +262,11 @@ def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
     return statistics.median(times[1:])
 
 
-def run_one(run: Run, overrides: list[str], work: Path) -> dict:
+def _numbers(metrics: dict[str, Any]) -> dict[str, float | int]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def run_one(run: Run, overrides: list[str], work: Path, budget: Budget, frame_reps: int = 3) -> dict:
     """Train ``run`` for its budget, evaluate the final weights, return the result record."""
     base = PACKAGED_CONFIGS / run.base
     all_overrides = [*overrides, *run.overrides]
@@ -113,32 +279,39 @@ def run_one(run: Run, overrides: list[str], work: Path) -> dict:
     wall = time.monotonic() - start
     model, cfg, _ = load_trained_model(run_dir / "last.pt", torch.device("cpu"))
     by_size = metrics_by_frame_size(summary.last_predictions, cfg.eval)
-    metrics = {k: v for k, v in summary.last_metrics.items() if isinstance(v, (int, float))}
-    return {
+    record = {
         "run": run.name,
+        "config": run.config,
         "what": run.what,
         "model": cfg.model.name,
         "base_config": run.base,
         "overrides": all_overrides,
         "minutes": cfg.train.max_time_minutes,
+        "budget": budget.record(),
         "seed": cfg.train.seed,
         "wall_s": wall,
         "epochs_done": summary.epochs_done,
         "images_seen": summary.images_seen,
         "images_per_s": summary.images_per_s,
         "data_wait_share": summary.data_wait_share,
-        "frame_1280x1024_s": frame_seconds(cfg, model),
+        "frame_1280x1024_s": frame_seconds(cfg, model, frame_reps),
         "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": platform.machine(),
+        "cpu_model": budget.calibration["cpu_model"],
+        "calibration": budget.calibration,
         "torch": torch.__version__,
-        "metrics": metrics,
-        "by_frame_size": {
-            g: {k: v for k, v in m.items() if isinstance(v, (int, float))} for g, m in by_size.items()
-        },
+        "metrics": _numbers(summary.last_metrics),
+        "by_frame_size": {g: _numbers(m) for g, m in by_size.items()},
     }
+    if has_sky(cfg.model.name):
+        train_set = open_dataset(cfg.data.root, cfg.data.train_split)
+        record["gate"] = sky_gate_record(model, cfg, train_set, summary.last_predictions)
+    return record
 
 
-def run_all(runs: list[Run], args, results_dir: Path, work: Path) -> dict[str, dict]:
+def run_all(
+    runs: list[Run], args: argparse.Namespace, results_dir: Path, work: Path, budget: Budget
+) -> dict[str, dict]:
     """Run (or skip, when finished before) every run; return all records in ``runs`` order."""
     results_dir.mkdir(parents=True, exist_ok=True)
     records: dict[str, dict] = {}
@@ -148,65 +321,254 @@ def run_all(runs: list[Run], args, results_dir: Path, work: Path) -> dict[str, d
             print(f"{run.name}: finished before, skipped ({done})")
             records[run.name] = json.loads(done.read_text())
             continue
-        record = run_one(run, budget_overrides(args.data, args.minutes, run.seed, args.workers), work)
+        overrides = budget_overrides(args.data, budget.minutes, run.seed, args.workers)
+        if args.smoke:
+            overrides += SMOKE_OVERRIDES
+        record = run_one(run, overrides, work, budget, frame_reps=1 if args.smoke else 3)
+        record["smoke"] = bool(args.smoke)
         write_json(done, record)
         records[run.name] = record
         print(f"{run.name}: mAP07 {record['metrics'].get('mAP07', math.nan):.4f} -> {done}")
     return records
 
 
-def add_operating_points(runs: list[Run], data: str, results_dir: Path, work: Path) -> None:
-    """Give finished runs evaluated before the F1-best point was recorded their operating point.
+# ------------------------------------------------------------------------------ sky gate
+def has_sky(model_name: str) -> bool:
+    """Whether the zoo model has a sky branch (it takes the sky switches)."""
+    return "sky_gate_thr" in model_options(model_name)
 
-    Re-evaluates each such run's ``last.pt`` on ``val_v2`` with its own eval settings; the point
-    is added only when the re-evaluation reproduces the recorded mAP07 (within 0.002), and the
-    record says it was added afterwards. Runs without weights in ``work`` are left as they are.
+
+def gate_predictions(predictions: list[Prediction], threshold: float) -> list[Prediction]:
+    """Drop the detections whose own sky probability at the box centre is below ``threshold``,
+    as the detector's ``sky_gate_thr`` does after NMS; ground truth is kept."""
+    gated = []
+    for p in predictions:
+        if p.model_sky_prob is None:
+            raise ValueError(f"{p.image_id}: the predictions carry no sky probability (not a sky model)")
+        keep = p.model_sky_prob >= threshold
+        gated.append(
+            dataclasses.replace(
+                p,
+                boxes=p.boxes[keep],
+                scores=p.scores[keep],
+                pred_sky=None if p.pred_sky is None else p.pred_sky[keep],
+                model_sky_prob=p.model_sky_prob[keep],
+            )
+        )
+    return gated
+
+
+def prediction_metrics(predictions: list[Prediction], cfg: EvalConfig) -> dict[str, Any]:
+    """Detection and IRSTD metrics of kept predictions (no sky IoU: that needs the sky maps)."""
+    det = DetectionEvaluator(iou_threshold=cfg.iou_threshold)
+    irstd = TargetLevelEvaluator(max_distance_px=cfg.pd_distance_px, score_threshold=cfg.pd_score_thr)
+    for p in predictions:
+        det.add(p.image_id, p.boxes, p.scores, p.gt_boxes)
+        irstd.add(
+            p.image_id,
+            p.boxes,
+            p.scores,
+            p.gt_boxes,
+            image_size=p.image_size,
+            gt_centers=p.gt_points,
+            pred_sky=p.pred_sky,
+        )
+    metrics = dict(det.compute())
+    metrics.update(irstd_metrics(irstd, metrics["best_f1_score_thr"]))
+    return metrics
+
+
+def choose_gate_threshold(
+    predictions: list[Prediction], cfg: EvalConfig, grid: Sequence[float] = GATE_GRID
+) -> tuple[float, dict[str, float]]:
+    """The threshold of ``grid`` whose gated detections score the highest mAP07 (on a tie the
+    lowest, i.e. the gentlest gate), and every threshold's mAP07 (keys ``f"{thr:g}"``)."""
+    scores = {thr: prediction_metrics(gate_predictions(predictions, thr), cfg)["mAP07"] for thr in grid}
+    best = max(grid, key=lambda thr: (scores[thr], -thr))
+    return best, {f"{thr:g}": value for thr, value in scores.items()}
+
+
+def sky_gate_record(
+    model: nn.Module,
+    cfg: Config,
+    train_set: Any,
+    val_predictions: list[Prediction],
+    every: int = GATE_EVERY,
+    grid: Sequence[float] = GATE_GRID,
+) -> dict[str, Any]:
+    """The post-hoc sky gate of a trained sky model.
+
+    One inference pass over every ``every``-th frame of ``train_set`` (the training split)
+    picks the threshold (:func:`choose_gate_threshold`); the gated metrics come from
+    ``val_predictions`` (the final validation's detections, with their own sky probability)
+    filtered at that threshold.
     """
-    val_set = open_dataset(data, "val_v2")
+    subset = Subset(train_set, range(0, len(train_set), every))
+    _, details = evaluate(
+        model,
+        subset,
+        build_eval_transform(cfg),
+        cfg.eval,
+        torch.device("cpu"),
+        progress=False,
+        keep_predictions=True,
+    )
+    threshold, train_map07 = choose_gate_threshold(details["predictions"], cfg.eval, grid)
+    gated = prediction_metrics(gate_predictions(val_predictions, threshold), cfg.eval)
+    return {
+        "threshold": threshold,
+        "chosen_on": f"{cfg.data.train_split}, every {every}th frame ({len(subset)} frames): highest mAP07",
+        "train_mAP07": train_map07,
+        "metrics": {k: gated[k] for k in GATE_KEYS if gated.get(k) is not None},
+    }
+
+
+def complete_records(runs: list[Run], data: str, results_dir: Path, work: Path) -> None:
+    """Bring finished runs' records up to date from their final weights (resumable).
+
+    A record lacks newer metrics (F1-best operating point, false alarms by sky, FA at fixed
+    Pd) or, for a sky model, the sky gate. Its run's ``last.pt`` in ``work`` is re-evaluated on
+    ``val_v2`` once; when that reproduces the recorded mAP07 (within 0.002) the missing
+    metrics are added (none is overwritten) and the gate is computed from the same
+    detections. Records that are complete, and runs without weights, are left as they are.
+    """
+    val_set = None
     for run in runs:
         done = results_dir / f"{run.name}.json"
         weights = work / run.name / "last.pt"
         if not done.exists():
             continue
         record = json.loads(done.read_text())
-        if record["metrics"].get("best_f1_score_thr") is not None:
+        needs_metrics = any(k not in record["metrics"] for k in ("best_f1_score_thr", NEWER_METRIC))
+        needs_gate = has_sky(record["model"]) and "gate" not in record
+        if not (needs_metrics or needs_gate):
             continue
         if not weights.exists():
-            print(f"{run.name}: no {weights}, operating point left out")
+            print(f"{run.name}: no {weights}, record left as it is")
             continue
         model, cfg, _ = load_trained_model(weights, torch.device("cpu"))
-        metrics, _ = evaluate(model, val_set, build_eval_transform(cfg), cfg.eval, torch.device("cpu"))
+        if val_set is None:
+            val_set = open_dataset(data, "val_v2")
+        metrics, details = evaluate(
+            model, val_set, build_eval_transform(cfg), cfg.eval, torch.device("cpu"), keep_predictions=True
+        )
         recorded = record["metrics"]["mAP07"]
         if abs(metrics["mAP07"] - recorded) > 2e-3:
             print(
                 f"{run.name}: re-evaluated mAP07 {metrics['mAP07']:.4f} != recorded {recorded:.4f}, left out"
             )
             continue
-        record["metrics"].update(
-            {k: metrics[k] for k in OPERATING_POINT_KEYS.values() if metrics.get(k) is not None}
-        )
-        record["operating_point_added"] = f"re-evaluated {weights.name} (mAP07 {metrics['mAP07']:.4f})"
+        added = {k: v for k, v in _numbers(metrics).items() if k not in record["metrics"]}
+        if added:
+            record["metrics"].update(added)
+            record["metrics_added"] = f"re-evaluated {weights.name} (mAP07 {metrics['mAP07']:.4f})"
+        if needs_gate:
+            record["gate"] = sky_gate_record(
+                model, cfg, open_dataset(data, "train_v2"), details["predictions"]
+            )
         write_json(done, record)
-        print(f"{run.name}: operating point score >= {metrics['best_f1_score_thr']:.3f} -> {done}")
+        print(f"{run.name}: {len(added)} metrics added{', sky gate' if needs_gate else ''} -> {done}")
 
 
+# ------------------------------------------------------------------------------ tables
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _spread(values: Sequence[float | None], digits: int = 3) -> str:
+    """``mean (min-max)`` of the values present; the value alone for one; '—' for none."""
+    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not present:
+        return "—"
+    mean = _fmt(statistics.fmean(present), digits)
+    if len(present) == 1:
+        return mean
+    return f"{mean} ({_fmt(min(present), digits)}-{_fmt(max(present), digits)})"
+
+
+def cpu_label(record: dict) -> str:
+    """The CPU a record ran on; records from before the model was recorded say so."""
+    if record.get("cpu_model"):
+        return record["cpu_model"]
+    return f"not recorded ({record.get('cpu', '?')})"
+
+
+def budget_label(record: dict) -> str:
+    """How the run's budget was set: normalised to the reference CPU, or minutes as given."""
+    budget = record.get("budget") or {}
+    if budget.get("reference_minutes") is not None:
+        return f"{budget['reference_minutes']:g} min at {budget['reference_ms']:.0f} ms"
+    return f"{record['minutes']:g} min"
+
+
+SUMMARY_COLUMNS: list[tuple[str, Callable[[dict], float | None], int]] = [
+    ("mAP07", lambda r: r["metrics"].get("mAP07"), 3),
+    ("mAP12", lambda r: r["metrics"].get("mAP12"), 3),
+    ("strict mAP07", lambda r: r["metrics"].get("strict_mAP07"), 3),
+    ("sky IoU", lambda r: r["metrics"].get("sky_iou"), 3),
+    ("FA / Mpx at Pd 0.85", lambda r: r["metrics"].get("irstd_fa_per_mpix_at_pd_0.85"), 2),
+    ("FA off sky", lambda r: r["metrics"].get("irstd_fa_off_sky_share_at_best_f1"), 2),
+    ("crops seen", lambda r: r.get("images_seen"), 0),
+    ("s / 1280x1024 frame", lambda r: r.get("frame_1280x1024_s"), 2),
+]
+GATED = {"mAP07", "mAP12", "strict mAP07", "FA / Mpx at Pd 0.85", "FA off sky"}
+"""Summary columns a gate changes; its row repeats none of the others."""
+GATE_METRIC = {
+    "mAP07": "mAP07",
+    "mAP12": "mAP12",
+    "strict mAP07": "strict_mAP07",
+    "FA / Mpx at Pd 0.85": "irstd_fa_per_mpix_at_pd_0.85",
+    "FA off sky": "irstd_fa_off_sky_share_at_best_f1",
+}
+
+
+def summary_table(records: list[dict]) -> list[str]:
+    """Mean (min-max) over the seeds of each configuration (and budget), plus a gate row for
+    each configuration whose records have one. ``records`` should share one CPU model."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r.get("config") or r["run"], budget_label(r)), []).append(r)
+    names = " | ".join(c for c, _, _ in SUMMARY_COLUMNS)
+    lines = [
+        f"| configuration | what | budget | seeds | {names} |",
+        "|---|---|---|---|" + "---|" * len(SUMMARY_COLUMNS),
+    ]
+    for (config, budget), members in groups.items():
+        seeds = ", ".join(str(r["seed"]) for r in members)
+        cells = [_spread([get(r) for r in members], digits) for _, get, digits in SUMMARY_COLUMNS]
+        lines.append(f"| {config} | {members[0]['what']} | {budget} | {seeds} | " + " | ".join(cells) + " |")
+        gated = [r for r in members if r.get("gate")]
+        if gated:
+            thresholds = _spread([r["gate"]["threshold"] for r in gated], 2)
+            cells = [
+                _spread([r["gate"]["metrics"].get(GATE_METRIC[name]) for r in gated], digits)
+                if name in GATED
+                else "〃"
+                for name, _, digits in SUMMARY_COLUMNS
+            ]
+            seeds = ", ".join(str(r["seed"]) for r in gated)
+            lines.append(
+                f"| {config} + gate | post-hoc sky gate, threshold {thresholds} | {budget} | {seeds} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    return lines
+
+
 def markdown_table(records: dict[str, dict]) -> list[str]:
-    """The results as Markdown: overall, by frame size, Pd / false alarms, speed."""
+    """Every run: overall, by frame size, Pd / false alarms (with the sky split), speed."""
     lines = [
         "| run | what | mAP07 | mAP12 | recall | strict mAP07 / mAP12 / recall | mAP07 small / large "
-        "| Pd | FA / Mpx | F1-best score: thr / Pd / FA per Mpx | train img/s | images seen "
-        "| s / 1280x1024 frame |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Pd | FA / Mpx | F1-best score: thr / Pd / FA per Mpx | FA / Mpx at Pd 0.85 | FA off sky "
+        "| sky IoU | gate: thr / mAP07 | train img/s | images seen | s / 1280x1024 frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in records.items():
         m = r["metrics"]
         by = r.get("by_frame_size", {})
         small = by.get("small", {}).get("mAP07")
         large = by.get("large", {}).get("mAP07")
+        gate = r.get("gate")
         cells = [
             name,
             r["what"],
@@ -219,55 +581,193 @@ def markdown_table(records: dict[str, dict]) -> list[str]:
             _fmt(m.get("irstd_fa_per_mpix"), 2),
             f"{_fmt(m.get('best_f1_score_thr'), 2)} / {_fmt(m.get('irstd_pd_at_best_f1'))}"
             f" / {_fmt(m.get('irstd_fa_per_mpix_at_best_f1'), 2)}",
+            _fmt(m.get("irstd_fa_per_mpix_at_pd_0.85"), 2),
+            _fmt(m.get("irstd_fa_off_sky_share_at_best_f1"), 2),
+            _fmt(m.get("sky_iou")),
+            f"{_fmt(gate['threshold'], 2)} / {_fmt(gate['metrics'].get('mAP07'))}" if gate else "—",
             _fmt(r["images_per_s"], 2),
             str(r["images_seen"]),
             _fmt(r["frame_1280x1024_s"], 2),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"Frame groups: small = {SIZE_GROUPS['small']}, large = {SIZE_GROUPS['large']}. Pd and false alarms"
-        " at score 0.3 (a detection is a hit when its centre is within 3 px of a target's centroid), and at"
-        " the score threshold that maximises F1 (legacy widths; '—' for runs evaluated before it was"
-        " recorded, which `--add-operating-points` re-evaluates from their weights); FA per megapixel"
-        " of the original frames. 'images seen' counts training crops /"
-        " frames in the budget.",
-    ]
     return lines
+
+
+NOTES = (
+    f"Frame groups: small = {SIZE_GROUPS['small']}, large = {SIZE_GROUPS['large']}. Pd and false alarms"
+    " at score 0.3 (a detection is a hit when its centre is within 3 px of a target's centroid), at"
+    " the score threshold that maximises F1 (legacy widths; '—' for runs evaluated before it was"
+    " recorded, which `--complete` adds from their weights), and at Pd 0.85 read off the Pd-false-alarm"
+    " curve (linearly interpolated); FA per megapixel of the original frames. 'FA off sky': share of"
+    " the false alarms at the F1-best threshold whose box centre is on annotated non-sky (unknown sky"
+    " left out). 'crops seen' / 'images seen' count training crops / frames in the budget. Summary"
+    " cells: mean (min-max) over the seeds. Gate rows: the same models, detections whose own sky"
+    f" probability at the box centre is below the threshold dropped; the threshold is chosen from"
+    f" {GATE_GRID} by mAP07 on every {GATE_EVERY}th train_v2 frame (not on val_v2); 〃 = as the row"
+    " above."
+)
+
+
+def _range(values: Sequence[float], digits: int) -> str:
+    low, high = _fmt(min(values), digits), _fmt(max(values), digits)
+    return low if low == high else f"{low}-{high}"
+
+
+def cpu_header(records: list[dict]) -> str:
+    """The calibration line of one CPU's table."""
+    calibrated = [r["calibration"]["ms"] for r in records if r.get("calibration")]
+    minutes = [r["minutes"] for r in records if r.get("minutes") is not None]
+    spent = _range(minutes, 1) if minutes else "—"
+    if not calibrated:
+        return f"No calibration recorded; {spent} minutes of training per run."
+    return (
+        f"Calibration ({CALIBRATION_SPEC}): {_range(calibrated, 0)} ms over"
+        f" {len(calibrated)} of {len(records)} records (reference CPU: {REFERENCE_MS:.0f} ms);"
+        f" {spent} minutes of training per run."
+    )
+
+
+def report_lines(records: dict[str, dict]) -> list[str]:
+    """One section per CPU model: calibration, the summary by configuration, every run."""
+    by_cpu: dict[str, dict[str, dict]] = {}
+    for name, r in records.items():
+        by_cpu.setdefault(cpu_label(r), {})[name] = r
+    lines: list[str] = []
+    if len(by_cpu) > 1:
+        lines += [
+            "Runs on different CPUs are in separate tables: a wall-clock budget is not the same"
+            " compute on each, so compare within a table.",
+            "",
+        ]
+    for cpu, members in by_cpu.items():
+        lines += [
+            f"## CPU: {cpu}",
+            "",
+            cpu_header(list(members.values())),
+            "",
+            *summary_table(list(members.values())),
+            "",
+            *markdown_table(members),
+            "",
+        ]
+    return [*lines, NOTES]
 
 
 def write_report(records: dict[str, dict], results_dir: Path, title: str, header: list[str]) -> None:
     """``<results_dir>.md`` and ``<results_dir>.json`` next to the per-run folder."""
-    lines = [f"# {title}", "", *header, "", *markdown_table(records)]
+    lines = [f"# {title}", "", *header, "", *report_lines(records)]
     write_text(results_dir.with_suffix(".md"), "\n".join(lines) + "\n")
     write_json(results_dir.with_suffix(".json"), records)
 
 
-def budget_main(doc: str, runs: list[Run], name: str, minutes: float, title: str, header: str) -> None:
-    """Command line of a budget benchmark: run (or skip) the chosen runs, then write the table
-    of every finished run. ``header`` may use ``{minutes}``."""
+# ------------------------------------------------------------------------------ command line
+def _parse_args(doc: str, runs: list[Run], name: str, default_minutes: float, normalised: bool):
     names = [r.name for r in runs]
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="DenseSIRST devkit")
-    parser.add_argument("--minutes", type=float, default=minutes, help="training wall time per run")
+    parser.add_argument("--data", help="DenseSIRST devkit (not with --smoke)")
+    budget_help = (
+        f"training wall time per run (default: {default_minutes:g} x calibration ms / {REFERENCE_MS:.0f})"
+        if normalised
+        else f"training wall time per run (default {default_minutes:g})"
+    )
+    parser.add_argument("--minutes", type=float, default=None, help=budget_help)
     parser.add_argument("--workers", type=int, default=1, help="data-loader processes")
-    parser.add_argument("--runs", nargs="*", default=names, choices=names, help="runs to do (default: all)")
-    parser.add_argument("--results", default=f"benchmarks/results/{name}", help="per-run results folder")
-    parser.add_argument("--work", default=f"benchmarks/work/{name}", help="run folders (not committed)")
+    parser.add_argument("--runs", nargs="*", default=None, choices=names, help="runs to do (default: all)")
+    parser.add_argument("--results", default=None, help=f"per-run results folder (benchmarks/results/{name})")
+    parser.add_argument("--work", default=None, help=f"run folders, not committed (benchmarks/work/{name})")
     parser.add_argument(
+        "--complete",
         "--add-operating-points",
+        dest="complete",
         action="store_true",
-        help="re-evaluate finished runs that lack the F1-best point (their weights must be in --work)",
+        help="re-evaluate finished runs whose records lack newer metrics or the sky gate (weights in --work)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the whole path in seconds: a tiny network, one epoch on synthetic frames; own folders",
     )
     args = parser.parse_args()
-    results = Path(args.results)
-    chosen = [r for r in runs if r.name in args.runs]
-    run_all(chosen, args, results, Path(args.work))
-    if args.add_operating_points:
-        add_operating_points(chosen, args.data, results, Path(args.work))
-    finished = {
-        r.name: json.loads((results / f"{r.name}.json").read_text())
-        for r in runs
-        if (results / f"{r.name}.json").exists()
-    }
-    write_report(finished, results, title, [header.format(minutes=f"{args.minutes:g}")])
+    if args.smoke == bool(args.data):
+        parser.error("give --data DEVKIT, or --smoke (which writes its own synthetic devkit)")
+    suffix = "_smoke" if args.smoke else ""
+    args.work = Path(args.work or f"benchmarks/work/{name}{suffix}")
+    args.results = Path(
+        args.results or (args.work / "results" if args.smoke else f"benchmarks/results/{name}")
+    )
+    return args
+
+
+def session_budget(args: argparse.Namespace, name: str, minutes: float, normalised: bool) -> Budget:
+    """Calibrate this machine and set the session's budget (exits when a normalised budget
+    would be stretched by a busy machine)."""
+    calibration = calibrate(reps=1 if args.smoke else 5)
+    if args.minutes is not None:
+        budget = Budget(args.minutes, calibration)
+    elif normalised:
+        if calibration["ms"] > MAX_SLOWDOWN * REFERENCE_MS and not args.smoke:
+            sys.exit(
+                f"{name}: error: calibration {calibration['ms']:.0f} ms is over {MAX_SLOWDOWN:g} x the"
+                f" reference {REFERENCE_MS:.0f} ms: the machine is busy or slow; rerun when it is idle,"
+                " or give --minutes"
+            )
+        budget = Budget(budget_minutes(minutes, calibration["ms"]), calibration, reference_minutes=minutes)
+    else:
+        budget = Budget(minutes, calibration)
+    print(
+        f"calibration: {calibration['ms']:.0f} ms (min {calibration['ms_min']:.0f}, max"
+        f" {calibration['ms_max']:.0f}) on {calibration['cpu_model']}; budget {budget.minutes:.2f} min"
+        f" per run ({budget.record()['rule']})"
+    )
+    return budget
+
+
+def budget_main(
+    doc: str,
+    runs: list[Run],
+    name: str,
+    minutes: float,
+    title: str,
+    header: str,
+    normalised: bool = False,
+    smoke_runs: Sequence[str] | None = None,
+) -> None:
+    """Command line of a budget benchmark: calibrate (when a chosen run is still to do), run
+    (or skip) the chosen runs, complete older records when asked, then write the tables of
+    every finished run.
+
+    ``minutes``: the budget per run; with ``normalised`` it is the budget at the reference
+    CPU, scaled by this machine's calibration. ``header`` may use ``{minutes}`` (training
+    minutes) and ``{calibration}`` (ms) of the latest calibrated record. ``smoke_runs``: what
+    ``--smoke`` runs (default: every run).
+    """
+    args = _parse_args(doc, runs, name, minutes, normalised)
+    chosen_names = args.runs or (list(smoke_runs or []) if args.smoke else []) or [r.name for r in runs]
+    chosen = [r for r in runs if r.name in chosen_names]
+    if args.smoke:
+        args.data = str(args.work / "devkit")
+        shutil.rmtree(args.data, ignore_errors=True)
+        write_synthetic_devkit(Path(args.data), n=8, seed=0, sizes=((96, 80), (112, 96)))
+    if any(not (args.results / f"{r.name}.json").exists() for r in chosen):
+        run_all(chosen, args, args.results, args.work, session_budget(args, name, minutes, normalised))
+    if args.complete:
+        complete_records(chosen, args.data, args.results, args.work)
+    finished = {}
+    for r in runs:
+        path = args.results / f"{r.name}.json"
+        if path.exists():
+            finished[r.name] = json.loads(path.read_text())
+            finished[r.name].setdefault("config", r.config)  # records written before configurations
+    calibrated = [r for r in finished.values() if r.get("calibration")]
+    latest = max(calibrated, key=lambda r: r["calibration"]["measured_at"], default=None)
+    lines = [
+        header.format(
+            minutes=_fmt(latest["minutes"] if latest else args.minutes or minutes, 1),
+            calibration=_fmt(latest["calibration"]["ms"] if latest else None, 0),
+        )
+    ]
+    if args.smoke:
+        lines.insert(
+            0, "**Smoke run** (tiny network, one epoch on synthetic frames): the numbers mean nothing."
+        )
+    write_report(finished, args.results, title, lines)

@@ -29,6 +29,7 @@ from bafenet.engine.distributed import all_gather_objects, is_main_process, rank
 from bafenet.engine.tiling import predict_tiled
 from bafenet.metrics import DetectionEvaluator, SkyIoU, TargetLevelEvaluator
 from bafenet.metrics.irstd import sky_at_centers
+from bafenet.models.detector import sky_at
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Prediction:
     image_size: tuple[int, int]  # original (H, W)
     gt_points: np.ndarray | None = None  # (N, 2) target centres when the labels give them
     pred_sky: np.ndarray | None = None  # (K,) annotated sky at each box centre: 1 / 0 / 255 unknown
+    model_sky_prob: np.ndarray | None = None  # (K,) the model's own sky probability there (sky models)
 
 
 def _batches(
@@ -147,9 +149,11 @@ def evaluate(
                 gt_centers=sample.points if len(sample.points) == len(sample.boxes) else None,
                 pred_sky=pred_sky,
             )
+            model_sky_prob = None
             if "sky_prob" in out:
-                prob = out["sky_prob"].float().cpu().numpy()[: t.height, : t.width]
-                sky.add((prob > 0.5).astype(np.uint8), t.sky_mask)
+                prob = out["sky_prob"].float().cpu()[: t.height, : t.width]
+                sky.add((prob.numpy() > 0.5).astype(np.uint8), t.sky_mask)
+                model_sky_prob = model_sky_at_centers(boxes, prob, (sample.height, sample.width))
             if keep_predictions:
                 points = sample.points if len(sample.points) == len(sample.boxes) else None
                 predictions.append(
@@ -161,6 +165,7 @@ def evaluate(
                         (sample.height, sample.width),
                         points,
                         pred_sky,
+                        model_sky_prob,
                     )
                 )
         bar.update(len(originals))
@@ -181,6 +186,21 @@ def evaluate(
         "predictions": predictions,
     }
     return metrics, details
+
+
+def model_sky_at_centers(
+    boxes: np.ndarray, sky_prob: torch.Tensor, original_size: tuple[int, int]
+) -> np.ndarray:
+    """The model's sky probability at each box centre, read as its sky gate reads it.
+
+    ``boxes`` (K, 4) are in original-image coordinates (``original_size`` = (H0, W0)),
+    ``sky_prob`` (h, w) at input resolution; each centre is mapped to input pixels and the
+    value of the pixel containing it is taken (:func:`bafenet.models.detector.sky_at`) -> (K,).
+    """
+    height, width = sky_prob.shape
+    centres = torch.from_numpy((boxes[:, :2] + boxes[:, 2:]) / 2).float()
+    centres *= torch.tensor([width / original_size[1], height / original_size[0]])
+    return sky_at(sky_prob, centres).numpy()
 
 
 OPERATING_POINT_KEYS = {

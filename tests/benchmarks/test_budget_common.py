@@ -1,0 +1,272 @@
+"""benchmarks/budget_common.py: calibration, budget, the post-hoc sky gate, the tables."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bafenet.cli.train import PACKAGED_CONFIGS
+from bafenet.config import EvalConfig, load_config
+from bafenet.data.sample import Sample
+from bafenet.engine.evaluate import Prediction, evaluate
+from bafenet.engine.setup import build_eval_transform
+from bafenet.models.zoo import build_model
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import budget_common as bc  # noqa: E402
+
+
+# ------------------------------------------------------------------------------ calibration
+class CountingModel(nn.Module):
+    """Stands in for the reference detector: counts calls and the threads each one saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+        self.inputs = None
+
+    def forward(self, inputs):
+        self.threads.append(torch.get_num_threads())
+        self.inputs = inputs
+        return inputs
+
+
+def test_forward_times_warm_up_on_the_given_threads_and_restore_them() -> None:
+    model = CountingModel()
+    before = torch.get_num_threads()
+    times = bc.forward_times_ms(model, [torch.zeros(1)], reps=3, threads=2)
+    assert len(model.threads) == 4 and set(model.threads) == {2}  # one warm-up + 3 timed calls
+    assert torch.get_num_threads() == before
+    assert len(times) == 3 and min(times) >= 0.0 and not model.training
+
+
+def test_calibrate_times_the_reference_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = {}
+    stand_in = CountingModel()
+
+    def fake_fcos(**kwargs):
+        built.update(kwargs)
+        return stand_in
+
+    monkeypatch.setattr(bc, "fcos_resnet50_fpn", fake_fcos)
+    result = bc.calibrate(reps=2)
+    assert built == {
+        "weights": None,
+        "weights_backbone": None,
+        "num_classes": 2,
+        "min_size": 512,
+        "max_size": 512,
+    }
+    (image,) = stand_in.inputs
+    assert image.shape == (3, 512, 512)  # batch 1, 512 x 512
+    assert stand_in.threads == [2, 2, 2]
+    assert result["reps"] == 2 and result["threads"] == 2
+    assert 0.0 <= result["ms_min"] <= result["ms"] <= result["ms_max"]
+    assert result["cpu_model"] == bc.cpu_model() and "fcos_resnet50_fpn" in result["spec"]
+
+
+def test_budget_is_normalised_to_the_reference_cpu() -> None:
+    assert bc.budget_minutes(40.0, 638.0) == 40.0
+    assert bc.budget_minutes(40.0, 361.0) == pytest.approx(22.63, abs=0.01)  # faster CPU: fewer minutes
+    budget = bc.Budget(bc.budget_minutes(40.0, 319.0), {"ms": 319.0}, reference_minutes=40.0)
+    assert budget.record() == {
+        "minutes": 20.0,
+        "reference_minutes": 40.0,
+        "reference_ms": 638.0,
+        "calibration_ms": 319.0,
+        "rule": "40 min x 319 / 638 ms",
+    }
+    given = bc.Budget(10.0, {"ms": 319.0}).record()
+    assert (
+        given["minutes"] == 10.0
+        and given["reference_minutes"] is None
+        and given["rule"] == "given (--minutes)"
+    )
+
+
+def test_cpu_model_reads_cpuinfo_and_falls_back(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Some CPU @ 2.00GHz\n")
+    assert bc.cpu_model(info) == "Some CPU @ 2.00GHz"
+    fallback = bc.cpu_model(tmp_path / "missing")
+    assert fallback and fallback != "Some CPU @ 2.00GHz"
+
+
+# ------------------------------------------------------------------------------ sky gate
+def _pred(image_id: str, boxes, scores, sky_prob, gt_boxes, pred_sky=None) -> Prediction:
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return Prediction(
+        image_id,
+        boxes,
+        np.asarray(scores, np.float32),
+        np.asarray(gt_boxes, np.float32).reshape(-1, 4),
+        (64, 64),
+        pred_sky=None if pred_sky is None else np.asarray(pred_sky, np.uint8),
+        model_sky_prob=np.asarray(sky_prob, np.float32),
+    )
+
+
+def test_gate_drops_detections_below_the_threshold_and_keeps_the_ground_truth() -> None:
+    p = _pred(
+        "a",
+        [[0, 0, 4, 4], [10, 10, 14, 14], [20, 20, 24, 24]],
+        [0.9, 0.8, 0.7],
+        sky_prob=[0.9, 0.2, 0.5],
+        gt_boxes=[[0, 0, 4, 4]],
+        pred_sky=[1, 0, 255],
+    )
+    (gated,) = bc.gate_predictions([p], 0.5)
+    np.testing.assert_array_equal(gated.boxes, [[0, 0, 4, 4], [20, 20, 24, 24]])  # 0.5 >= 0.5 stays
+    np.testing.assert_array_equal(gated.scores, np.float32([0.9, 0.7]))
+    np.testing.assert_array_equal(gated.pred_sky, [1, 255])
+    np.testing.assert_array_equal(gated.model_sky_prob, np.float32([0.9, 0.5]))
+    np.testing.assert_array_equal(gated.gt_boxes, p.gt_boxes)
+    assert len(p.boxes) == 3  # the input is not changed
+    (everything,) = bc.gate_predictions([p], 0.0)
+    assert len(everything.boxes) == 3
+    with pytest.raises(ValueError, match="no sky probability"):
+        bc.gate_predictions([Prediction("b", p.boxes, p.scores, p.gt_boxes, (64, 64))], 0.5)
+
+
+def _hand_built_set() -> list[Prediction]:
+    """Two frames; each: a target in the sky found with score 0.6 (own sky 0.9) and a higher
+    scored false alarm on the ground (own sky 0.1)."""
+    return [
+        _pred(
+            name,
+            [[30, 30, 34, 34], [0, 50, 4, 54]],
+            [0.6, 0.9],
+            sky_prob=[0.9, 0.1],
+            gt_boxes=[[30, 30, 34, 34]],
+            pred_sky=[1, 0],
+        )
+        for name in ("a", "b")
+    ]
+
+
+def test_gate_threshold_maximises_map07_and_prefers_the_gentlest_on_a_tie() -> None:
+    cfg = EvalConfig()
+    threshold, scores = bc.choose_gate_threshold(_hand_built_set(), cfg, grid=(0.0, 0.2, 0.3, 0.95))
+    assert threshold == 0.2  # 0.2 and 0.3 both remove only the false alarms
+    assert scores["0.2"] == scores["0.3"] == pytest.approx(1.0)
+    assert scores["0"] < 1.0 and scores["0.95"] == 0.0  # 0.95 drops the targets too
+    gated = bc.prediction_metrics(bc.gate_predictions(_hand_built_set(), threshold), cfg)
+    assert gated["mAP07"] == pytest.approx(1.0) and gated["irstd_false_alarms"] == 0
+    ungated = bc.prediction_metrics(_hand_built_set(), cfg)
+    assert ungated["irstd_false_alarms_off_sky"] == 2 and ungated["irstd_fa_off_sky_share"] == 1.0
+
+
+def test_filtering_saved_predictions_equals_the_detectors_own_gate() -> None:
+    """One inference pass + filtering gives exactly the detections of the model built with
+    ``sky_gate_thr`` (the gate reads the same pixel of the same sky map after NMS)."""
+    torch.manual_seed(0)
+    model = build_model("fcos_seg_hr", backbone_width=8, tower_depth=1)
+    with torch.no_grad():
+        model.head.cls_pred.bias.fill_(0.0)  # class probability 0.5: plenty of detections
+    cfg = load_config(PACKAGED_CONFIGS / "bafenet_hr.yaml", ["data.root=/unused", "eval.amp=false"])
+    rng = np.random.default_rng(0)
+    sky = np.zeros((48, 72), np.uint8)
+    sky[:20] = 1
+    frames = [Sample(rng.uniform(0, 255, (48, 72)), sky_mask=sky, image_id=f"f{i}") for i in range(2)]
+    transform = build_eval_transform(cfg)
+    _, details = evaluate(model, frames, transform, cfg.eval, torch.device("cpu"), False, True)
+    saved = details["predictions"]
+    probs = np.concatenate([p.model_sky_prob for p in saved])
+    threshold = float(np.median(probs))
+    assert len(probs) > 20 and (probs < threshold).any()
+    model.sky_gate_thr = threshold
+    _, gated_details = evaluate(model, frames, transform, cfg.eval, torch.device("cpu"), False, True)
+    for filtered, direct in zip(
+        bc.gate_predictions(saved, threshold), gated_details["predictions"], strict=True
+    ):
+        np.testing.assert_array_equal(filtered.boxes, direct.boxes)
+        np.testing.assert_array_equal(filtered.scores, direct.scores)
+        np.testing.assert_array_equal(filtered.pred_sky, direct.pred_sky)
+
+
+# ------------------------------------------------------------------------------ tables
+def _record(run: str, config: str, seed: int, map07: float, cpu: str | None, gate_map07=None) -> dict:
+    record = {
+        "run": run,
+        "config": config,
+        "what": f"what {config}",
+        "seed": seed,
+        "minutes": 22.6,
+        "images_seen": 1000 + seed,
+        "images_per_s": 1.0,
+        "frame_1280x1024_s": 0.5,
+        "metrics": {
+            "mAP07": map07,
+            "mAP12": map07 + 0.05,
+            "strict_mAP07": map07 - 0.05,
+            "sky_iou": 0.8,
+            "irstd_fa_per_mpix_at_pd_0.85": 2.0 + seed,
+            "irstd_fa_off_sky_share_at_best_f1": 0.8,
+        },
+    }
+    if cpu is None:
+        record.update(cpu="x86_64", minutes=40.0)
+    else:
+        record.update(
+            cpu_model=cpu,
+            calibration={"ms": 360.0 + seed},
+            budget={"minutes": 22.6, "reference_minutes": 40.0, "reference_ms": 638.0},
+        )
+    if gate_map07 is not None:
+        record["gate"] = {
+            "threshold": 0.2 + 0.1 * seed,
+            "metrics": {"mAP07": gate_map07, "irstd_fa_off_sky_share_at_best_f1": 0.5},
+        }
+    return record
+
+
+def test_report_groups_seeds_and_keeps_cpus_apart() -> None:
+    records = {
+        "fcos_hr_s0": _record("fcos_hr_s0", "fcos_hr", 0, 0.70, "CPU A"),
+        "fcos_hr_s1": _record("fcos_hr_s1", "fcos_hr", 1, 0.80, "CPU A"),
+        "sky_s0": _record("sky_s0", "sky", 0, 0.75, "CPU A", gate_map07=0.85),
+        "sky_s1": _record("sky_s1", "sky", 1, 0.77, "CPU A", gate_map07=0.87),
+        "fcos_hr": _record("fcos_hr", "fcos_hr", 0, 0.60, None),
+    }
+    text = "\n".join(bc.report_lines(records))
+    assert "separate tables" in text
+    section_a, section_old = text.split("## CPU: CPU A")[1].split("## CPU: not recorded (x86_64)")
+    assert "360-361 ms over 4 of 4 records" in section_a
+    assert "No calibration recorded; 40.0 minutes" in section_old
+    rows = {line.split(" | ")[0]: line for line in section_a.splitlines() if line.startswith("| ")}
+    assert "| fcos_hr | what fcos_hr | 40 min at 638 ms | 0, 1 | 0.750 (0.700-0.800) |" in rows["| fcos_hr"]
+    assert "2.50 (2.00-3.00)" in rows["| fcos_hr"]  # FA / Mpx at Pd 0.85
+    assert "1000 (1000-1001)" in rows["| fcos_hr"]  # crops seen
+    gate = rows["| sky + gate"]
+    assert "threshold 0.25 (0.20-0.30)" in gate and "0.860 (0.850-0.870)" in gate and "0.50" in gate
+    assert "| fcos_hr + gate" not in section_a  # no gate for a model without sky
+    summary_old = [
+        line for line in section_old.splitlines() if line.startswith("| fcos_hr | what fcos_hr | 40")
+    ]
+    assert summary_old == [
+        "| fcos_hr | what fcos_hr | 40 min | 0 | 0.600 | 0.650 | 0.550 | 0.800 | 2.00 | 0.80 | 1000 | 0.50 |"
+    ]  # not averaged with CPU A's fcos_hr
+
+
+def test_spread_of_one_value_and_of_none() -> None:
+    assert bc._spread([0.5]) == "0.500"
+    assert bc._spread([None, None]) == "—"
+    assert bc._spread([0.25, None, 0.75]) == "0.500 (0.250-0.750)"
+
+
+def test_a_busy_machine_does_not_stretch_the_budget(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(bc, "calibrate", lambda reps: {"ms": 2.5 * bc.REFERENCE_MS, "cpu_model": "busy"})
+    results = tmp_path / "results"
+    argv = ["budget_hr.py", "--data", str(tmp_path), "--results", str(results), "--work", str(tmp_path / "w")]
+    monkeypatch.setattr(sys, "argv", argv)
+    runs = [bc.Run("r", "what", ["model.name=fcos_hr"])]
+    with pytest.raises(SystemExit, match="calibration 1595 ms is over 2 x the reference 638 ms"):
+        bc.budget_main("doc", runs, "budget_hr", 40.0, "title", "header", normalised=True)
+    assert not results.exists()  # nothing started, nothing written
