@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bafenet.engine.logs import RunLogger, plot_curves, read_csv
 
 
@@ -59,3 +61,19 @@ def test_plot_curves_draws_losses_and_metrics(tmp_path: Path) -> None:
     written = plot_curves(tmp_path)
     assert [p.name for p in written] == ["loss_curves.png", "metric_curves.png"]
     assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_metric_curves_draw_the_main_metrics_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """epochs.csv holds every numeric metric; the plot keeps a readable legend."""
+    import matplotlib.axes
+
+    drawn: list[str] = []
+    plot = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "plot", lambda ax, *a, **kw: drawn.append(kw.get("label")) or plot(ax, *a, **kw)
+    )
+    logger = _logger(tmp_path)
+    many = {f"irstd_fa_per_mpix_at_pd_0.{k}": 1.0 for k in range(80, 100)}
+    logger.log_epoch(1, {"loss": 1.5, "lr": 0.1, "mAP07": 0.2, "sky_iou": 0.5, **many})
+    plot_curves(tmp_path)
+    assert drawn == ["mAP07", "sky_iou"]

@@ -9,6 +9,9 @@ from typing import Any
 
 from bafenet.fileio import atomic_path
 
+# the validation metrics drawn in metric_curves.png (epochs.csv holds every numeric metric)
+CURVE_METRICS = ("mAP07", "mAP12", "strict_mAP07", "recall", "irstd_pd", "sky_iou")
+
 
 class RunLogger:
     """Writes ``iters.csv`` (per logged iteration), ``epochs.csv`` (per epoch) and TensorBoard events.
@@ -110,7 +113,7 @@ def plot_curves(run_dir: str | Path) -> list[Path]:
         if name == "iters.csv":
             keys = [k for k in keys if k.startswith("loss")]
         else:
-            keys = [k for k in keys if not k.startswith("loss") and k not in ("lr", "time_s")]
+            keys = [k for k in keys if k in CURVE_METRICS]
         if not keys:
             continue
         fig, ax = plt.subplots(figsize=(7, 4))
