@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from bafenet.config import Config
     from bafenet.engine.trainer import TrainSummary
 
 # The demo recipe: the high-resolution BAFE-Net (bafenet_hr: half-width ResNet-18 with trainable
@@ -53,18 +54,19 @@ DEMO_OVERRIDES = [
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import torch
+
     from bafenet.config import load_config
     from bafenet.data import open_dataset
     from bafenet.data.check import check_dataset
     from bafenet.data.stats import dataset_stats, summary_lines, write_stats_report
     from bafenet.data.synthetic import write_synthetic_devkit
-    from bafenet.engine.distributed import local_device
+    from bafenet.engine.distributed import local_device, threads_beside_load
     from bafenet.engine.evaluate import evaluate
     from bafenet.engine.predict import DEFAULT_SCORE_THR, draw_prediction, load_trained_model
     from bafenet.engine.report import format_table, write_eval_outputs
     from bafenet.engine.runs import new_run_dir
     from bafenet.engine.setup import build_eval_transform
-    from bafenet.engine.trainer import train
     from bafenet.errors import BafenetError
     from bafenet.viz import save_png
 
@@ -99,10 +101,15 @@ def _demo(args: argparse.Namespace) -> int:
     cfg = load_config(None, overrides)
     device = local_device(cfg.train.device)
     cap = f"safety cap {args.max_minutes:g} minutes" if args.max_minutes else "no time cap"
-    print(f"[3/6] training {MODEL_TEXT}: {args.epochs} epoch(s) on the {device.type} ({cap})")
+    where = device.type
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        threads = args.threads or threads_beside_load()
+        where = f"cpu, {threads} thread(s)"
+    print(f"[3/6] training {MODEL_TEXT}: {args.epochs} epoch(s) on the {where} ({cap})")
     run_dir = out / "train"
     run_dir.mkdir(exist_ok=True)
-    summary = train(cfg, run_dir, progress=not args.no_progress)
+    summary = _train_with_threads(cfg, run_dir, threads, progress=not args.no_progress)
     cut_short = _cut_short_text(summary, args.epochs, args.max_minutes)
     if cut_short:
         print(f"      {cut_short}")
@@ -156,6 +163,20 @@ def _demo(args: argparse.Namespace) -> int:
         f"{'PASS' if passed else 'FAIL'}); report: {out / 'report.html'}"
     )
     return 0 if passed else 1
+
+
+def _train_with_threads(cfg: Config, run_dir: Path, threads: int, progress: bool) -> TrainSummary:
+    """Train with ``threads`` CPU threads, then put the caller's thread count back."""
+    import torch
+
+    from bafenet.engine.trainer import train
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return train(cfg, run_dir, progress=progress)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _cut_short_text(summary: TrainSummary, epochs: int, max_minutes: float | None) -> str:
@@ -217,6 +238,17 @@ def _minutes(text: str) -> float:
     return value
 
 
+def _threads(text: str) -> int:
+    """``--threads``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of threads, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 thread, got {value}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` verb."""
     p = subparsers.add_parser("demo", help="synthetic data -> train -> val -> report, in a few CPU minutes")
@@ -232,5 +264,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="safety cap on the training time; a run that hits it says so (default 60; 0: no cap)",
     )
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--threads",
+        type=_threads,
+        default=None,
+        help="CPU threads (default: the cores not kept busy by other processes, by the load average)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_demo)
