@@ -251,6 +251,10 @@ def test_predict_refuses_bad_images_and_outputs_leaving_nothing(
         f"{good}: frame of {width}x{height} px would become a {2 * width}x{2 * height} px",
         "(eval.max_pixels)",
     )
+    assert predict(good, "eval.max_pixels=20000", "--out", str(out)) == 1  # the same, as key=value
+    _one_error_line(capsys, f"{good}: frame of {width}x{height} px", "(eval.max_pixels)")
+    assert predict("eval.max_pixels=20000", "--out", str(out)) == 1
+    _one_error_line(capsys, "no image source given")
     assert not out.exists()
     assert predict(good, str(tiny), "--project", str(tmp_path / "runs")) == 1  # the default run folder
     _one_error_line(capsys, f"{tiny}: frame of 16x16 px is too small")

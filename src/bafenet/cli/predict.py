@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from bafenet.cli.val import add_geometry_arguments, geometry_overrides
 from bafenet.data.imageio import read_image
 from bafenet.data.sample import Sample
 from bafenet.engine.runs import new_run_dir
-from bafenet.errors import DataError
+from bafenet.errors import BafenetError, DataError
 from bafenet.fileio import write_json
+
+OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")  # section.key=value
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -29,10 +32,13 @@ def _predict(args: argparse.Namespace) -> int:
     )
     from bafenet.viz import save_png
 
+    sources, overrides = split_sources(args.sources)
     out = check_output_folder(args.out) if args.out else None  # before the work
     device = local_device(args.device)
-    model, cfg, ckpt = load_trained_model(args.weights, device, [*args.overrides, *geometry_overrides(args)])
-    files = image_files(args.sources)
+    model, cfg, ckpt = load_trained_model(
+        args.weights, device, [*overrides, *args.overrides, *geometry_overrides(args)]
+    )
+    files = image_files(sources)
     if args.score_thr is None:
         args.score_thr, source = operating_score_thr(ckpt)
         print(f"score threshold {args.score_thr:.3f} ({source}; --score-thr to change)")
@@ -67,6 +73,20 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def split_sources(items: list[str]) -> tuple[list[str], list[str]]:
+    """SOURCE arguments -> (sources, ``key=value`` config overrides), as every verb takes them.
+
+    An item is an override when it looks like ``section.key=value`` and is not an existing path.
+    """
+    sources, overrides = [], []
+    for item in items:
+        is_override = OVERRIDE.match(item) is not None and not Path(item).exists()
+        (overrides if is_override else sources).append(item)
+    if not sources:
+        raise BafenetError("no image source given (files, folders; overrides look like eval.score_thr=0.1)")
+    return sources, overrides
+
+
 def _new_run_dir(base: Path, name: str) -> Path:
     try:
         return new_run_dir(base, name)
@@ -77,7 +97,12 @@ def _new_run_dir(base: Path, name: str) -> Path:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``predict`` verb."""
     p = subparsers.add_parser("predict", help="detect targets in image files (drawings + JSON)")
-    p.add_argument("sources", nargs="+", help="image files or folders")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE|key=value",
+        help="image files or folders, then config overrides (e.g. eval.scale=2)",
+    )
     p.add_argument("--weights", required=True, help="checkpoint")
     p.add_argument(
         "--score-thr",
@@ -95,6 +120,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="key=value",
-        help="config override, e.g. --set eval.protocol=native (repeatable)",
+        help="config override, the same as a key=value argument (repeatable)",
     )
     p.set_defaults(func=_predict)
