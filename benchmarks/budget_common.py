@@ -49,15 +49,14 @@ from bafenet.engine.evaluate import (
     SIZE_GROUPS,
     Prediction,
     evaluate,
-    irstd_metrics,
     metrics_by_frame_size,
     predict_samples,
+    prediction_metrics,
 )
 from bafenet.engine.predict import load_trained_model
 from bafenet.engine.setup import build_eval_transform
 from bafenet.engine.trainer import train
 from bafenet.fileio import write_json, write_text
-from bafenet.metrics import DetectionEvaluator, TargetLevelEvaluator
 from bafenet.models.zoo import model_options
 
 REPO = Path(__file__).resolve().parents[1]
@@ -356,26 +355,6 @@ def gate_predictions(predictions: list[Prediction], threshold: float) -> list[Pr
             )
         )
     return gated
-
-
-def prediction_metrics(predictions: list[Prediction], cfg: EvalConfig) -> dict[str, Any]:
-    """Detection and IRSTD metrics of kept predictions (no sky IoU: that needs the sky maps)."""
-    det = DetectionEvaluator(iou_threshold=cfg.iou_threshold)
-    irstd = TargetLevelEvaluator(max_distance_px=cfg.pd_distance_px, score_threshold=cfg.pd_score_thr)
-    for p in predictions:
-        det.add(p.image_id, p.boxes, p.scores, p.gt_boxes)
-        irstd.add(
-            p.image_id,
-            p.boxes,
-            p.scores,
-            p.gt_boxes,
-            image_size=p.image_size,
-            gt_centers=p.gt_points,
-            pred_sky=p.pred_sky,
-        )
-    metrics = dict(det.compute())
-    metrics.update(irstd_metrics(irstd, metrics["best_f1_score_thr"]))
-    return metrics
 
 
 def choose_gate_threshold(

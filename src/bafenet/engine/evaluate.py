@@ -279,35 +279,41 @@ def frame_size_group(image_size: tuple[int, int], limit: int = 640) -> str:
     return "small" if max(image_size) <= limit else "large"
 
 
+def prediction_metrics(
+    predictions: list[Prediction], cfg: EvalConfig, stated_score_thr: float | None = None
+) -> dict[str, Any]:
+    """Detection and IRSTD metrics of kept predictions, without running the model again.
+
+    No sky IoU: that needs the sky maps, which predictions do not keep.
+    """
+    det = DetectionEvaluator(iou_threshold=cfg.iou_threshold)
+    irstd = TargetLevelEvaluator(max_distance_px=cfg.pd_distance_px, score_threshold=cfg.pd_score_thr)
+    for p in predictions:
+        det.add(p.image_id, p.boxes, p.scores, p.gt_boxes)
+        irstd.add(
+            p.image_id,
+            p.boxes,
+            p.scores,
+            p.gt_boxes,
+            image_size=p.image_size,
+            gt_centers=p.gt_points,
+            pred_sky=p.pred_sky,
+        )
+    det_metrics = det.compute()
+    return {**det_metrics, **irstd_metrics(irstd, det_metrics["best_f1_score_thr"], stated_score_thr)}
+
+
 def metrics_by_frame_size(
     predictions: list[Prediction], cfg: EvalConfig, stated_score_thr: float | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Detection and IRSTD metrics of the small and the large frames separately.
+    """:func:`prediction_metrics` of the small and the large frames separately.
 
-    Computed from kept predictions (``evaluate(..., keep_predictions=True)``), without running
-    the model again; a group without images is left out.
+    Computed from kept predictions (``evaluate(..., keep_predictions=True)``); a group without
+    images is left out.
     """
     groups: dict[str, dict[str, Any]] = {}
     for name in SIZE_GROUPS:
         members = [p for p in predictions if frame_size_group(p.image_size) == name]
-        if not members:
-            continue
-        det = DetectionEvaluator(iou_threshold=cfg.iou_threshold)
-        irstd = TargetLevelEvaluator(max_distance_px=cfg.pd_distance_px, score_threshold=cfg.pd_score_thr)
-        for p in members:
-            det.add(p.image_id, p.boxes, p.scores, p.gt_boxes)
-            irstd.add(
-                p.image_id,
-                p.boxes,
-                p.scores,
-                p.gt_boxes,
-                image_size=p.image_size,
-                gt_centers=p.gt_points,
-                pred_sky=p.pred_sky,
-            )
-        det_metrics = det.compute()
-        groups[name] = {
-            **det_metrics,
-            **irstd_metrics(irstd, det_metrics["best_f1_score_thr"], stated_score_thr),
-        }
+        if members:
+            groups[name] = prediction_metrics(members, cfg, stated_score_thr)
     return groups
