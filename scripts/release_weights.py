@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from bafenet.config import config_from_dict
+from bafenet.config import config_to_dict
 from bafenet.data import open_dataset
-from bafenet.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from bafenet.engine.checkpoint import load_checkpoint, save_checkpoint
 from bafenet.engine.evaluate import evaluate, operating_point
 from bafenet.engine.predict import load_trained_model
-from bafenet.engine.setup import build_eval_transform, build_model_from_config
+from bafenet.engine.setup import build_eval_transform
 from bafenet.fileio import write_text
 
 METRICS = [
@@ -88,14 +88,12 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a paragraph for the card (e.g. other seeds' results)")
     args = parser.parse_args()
 
-    ckpt = load_checkpoint(args.checkpoint)
+    # the training machine's data path and backbone initialisation do not travel with the release
+    model, cfg, ckpt = load_trained_model(
+        args.checkpoint, torch.device("cpu"), ["data.root=null", "model.weights_backbone=null"]
+    )
     record = json.loads(args.results.read_text())
-    raw = ckpt["config"]
-    raw["data"]["root"] = None  # a path of the training machine
-    cfg = config_from_dict(raw)
-    cfg.model.weights_backbone = None
-    model = build_model_from_config(cfg)
-    load_weights(model, ckpt)
+    raw = config_to_dict(cfg)
     path = args.out / f"{args.name}.pt"
     metadata = {
         "source_run": str(args.checkpoint.parent.name),
