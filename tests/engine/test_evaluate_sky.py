@@ -1,4 +1,5 @@
-"""evaluate(): false alarms located on the original frame's sky, fixed-Pd and stated-threshold keys."""
+"""evaluate(): false alarms located on the original frame's sky, fixed-Pd and stated-threshold keys,
+and the model's own sky probability at each kept detection's box centre."""
 
 from __future__ import annotations
 
@@ -106,3 +107,33 @@ def test_without_a_stated_threshold_or_sky_annotation() -> None:
     assert metrics["irstd_false_alarms_sky_unknown"] == 1 and metrics["irstd_fa_off_sky_share"] is None
     assert "sky_iou" not in metrics  # a sky map but no sky annotation: nothing to score
     assert metrics["irstd_false_alarms_at_best_f1"] == 0  # F1-best keeps only the hit
+
+
+class RampSky(nn.Module):
+    """Fixed detections (original coordinates); sky probability = input column / 100."""
+
+    def __init__(self, boxes: list[list[float]], with_sky: bool = True) -> None:
+        super().__init__()
+        self.boxes = torch.tensor(boxes)
+        self.with_sky = with_sky
+
+    def forward(self, images, original_sizes, image_sizes):
+        outputs = []
+        for height, width in image_sizes:
+            out = {"boxes": self.boxes, "scores": torch.full((len(self.boxes),), 0.5)}
+            if self.with_sky:
+                out["sky_prob"] = (torch.arange(width, dtype=torch.float32) / 100).expand(height, width)
+            outputs.append(out)
+        return outputs
+
+
+def test_model_sky_probability_is_read_at_the_box_centre_in_input_pixels() -> None:
+    sample = Sample(np.zeros((40, 64)), sky_mask=np.ones((40, 64), np.uint8), image_id="a")
+    # centres at original x = 10, 51, 63.9 -> input x = 5, 25.5, 31.95 -> pixels 5, 25, 31
+    boxes = [[8, 8, 12, 12], [49, 8, 53, 12], [62.8, 8, 65, 12]]
+    _, details = evaluate(RampSky(boxes), [sample], _halve, EvalConfig(), torch.device("cpu"), False, True)
+    np.testing.assert_allclose(details["predictions"][0].model_sky_prob, [0.05, 0.25, 0.31], rtol=1e-6)
+    _, details = evaluate(
+        RampSky(boxes, with_sky=False), [sample], _halve, EvalConfig(), torch.device("cpu"), False, True
+    )
+    assert details["predictions"][0].model_sky_prob is None
