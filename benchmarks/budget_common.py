@@ -50,11 +50,9 @@ from bafenet.engine.evaluate import (
     Prediction,
     evaluate,
     metrics_by_frame_size,
-    predict_samples,
     prediction_metrics,
 )
-from bafenet.engine.predict import load_trained_model
-from bafenet.engine.setup import build_eval_transform
+from bafenet.engine.inference import EvalGeometry, load_trained_model
 from bafenet.engine.trainer import train
 from bafenet.fileio import write_json, write_text
 from bafenet.models.zoo import model_options
@@ -250,13 +248,13 @@ def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
         target_mask=np.zeros((1024, 1280), np.uint8),
         image_id="timing",
     )
-    transform = build_eval_transform(cfg)
+    geometry = EvalGeometry.from_config(cfg)
     device = torch.device("cpu")
     model.eval()
     times = []
     for _ in range(reps + 1):
         start = time.perf_counter()
-        predict_samples(model, [sample], [transform(sample)], device, cfg.eval)
+        geometry.predict(model, [sample], [geometry.transform(sample)], device)
         times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
 
@@ -386,7 +384,7 @@ def sky_gate_record(
     _, details = evaluate(
         model,
         subset,
-        build_eval_transform(cfg),
+        EvalGeometry.from_config(cfg),
         cfg.eval,
         torch.device("cpu"),
         progress=False,
@@ -429,7 +427,12 @@ def complete_records(runs: list[Run], data: str, results_dir: Path, work: Path) 
         if val_set is None:
             val_set = open_dataset(data, "val_v2")
         metrics, details = evaluate(
-            model, val_set, build_eval_transform(cfg), cfg.eval, torch.device("cpu"), keep_predictions=True
+            model,
+            val_set,
+            EvalGeometry.from_config(cfg),
+            cfg.eval,
+            torch.device("cpu"),
+            keep_predictions=True,
         )
         recorded = record["metrics"]["mAP07"]
         if abs(metrics["mAP07"] - recorded) > 2e-3:

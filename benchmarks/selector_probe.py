@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from bafenet.data import open_dataset
-from bafenet.engine.predict import load_trained_model
-from bafenet.engine.setup import build_eval_transform
+from bafenet.engine.inference import EvalGeometry, load_trained_model
 from bafenet.models.exchange import ChannelExchange, select_channels
 from tile_probe import first_frames_by_size
 
@@ -63,14 +62,14 @@ def main() -> None:
     torch.set_num_threads(1)
     model, cfg, _ = load_trained_model(args.weights, torch.device("cpu"))
     model.eval()
-    transform = build_eval_transform(cfg)
+    geometry = EvalGeometry.from_config(cfg)
     dataset = open_dataset(args.data, "val_v2")
     c = args.crop
     for group, indices in first_frames_by_size(dataset, args.n).items():
         overlap: dict[tuple[int, str], list[float]] = defaultdict(list)
         across: dict[tuple[int, str], list[set[int]]] = defaultdict(list)
         for i in indices:
-            sample = transform(dataset[i])
+            sample = geometry.transform(dataset[i])
             image = torch.as_tensor(np.asarray(sample.image, np.float32))[None, None]
             height, width = image.shape[-2:]
             whole = selections(model, image)

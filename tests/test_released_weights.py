@@ -11,8 +11,7 @@ import torch
 
 from bafenet.data import open_dataset
 from bafenet.engine.evaluate import evaluate
-from bafenet.engine.predict import load_trained_model
-from bafenet.engine.setup import build_eval_transform
+from bafenet.engine.inference import EvalGeometry, load_trained_model
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASED = sorted((REPO / "weights").glob("*.pt"))
@@ -38,7 +37,7 @@ def test_release_detects_real_targets(path: Path, real_devkit: Path) -> None:
     dataset = open_dataset(real_devkit, "val_v2")
     subset = torch.utils.data.Subset(dataset, range(24))
     metrics, _ = evaluate(
-        model, subset, build_eval_transform(cfg), cfg.eval, torch.device("cpu"), progress=False
+        model, subset, EvalGeometry.from_config(cfg), cfg.eval, torch.device("cpu"), progress=False
     )
     assert metrics["num_images"] == 24
     assert metrics["recall"] > 0.6 and metrics["mAP07"] > 0.35, metrics

@@ -62,6 +62,9 @@ class InputConfig:
     keep_ratio: bool = False
     crop_size: int = 512  # native: side of the square crop, in network-input pixels
     scale: float = 1.0  # native: resize factor applied to the frame before cropping
+    # native: share of crops placed uniformly over the frame instead of near a target, so
+    # target-free background (ground clutter, the horizon) is seen too (0: every crop near one)
+    background_crop_prob: float = 0.0
 
 
 @dataclass
@@ -238,6 +241,10 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.data.input.size >= MIN_INPUT_SIDE, f"data.input.size must be >= {MIN_INPUT_SIDE}"),
         (cfg.data.input.crop_size >= MIN_INPUT_SIDE, f"data.input.crop_size must be >= {MIN_INPUT_SIDE}"),
+        (
+            0.0 <= cfg.data.input.background_crop_prob <= 1.0,
+            "data.input.background_crop_prob must be in [0, 1]",
+        ),
         (cfg.data.input.scale > 0, "data.input.scale must be > 0"),
         (0.0 <= cfg.data.flip_prob <= 1.0, "data.flip_prob must be in [0, 1]"),
         (0.0 <= cfg.data.bagcp.prob <= 1.0, "data.bagcp.prob must be in [0, 1]"),

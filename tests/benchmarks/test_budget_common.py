@@ -14,7 +14,7 @@ from bafenet.cli.train import PACKAGED_CONFIGS
 from bafenet.config import EvalConfig, load_config
 from bafenet.data.sample import Sample
 from bafenet.engine.evaluate import Prediction, evaluate
-from bafenet.engine.setup import build_eval_transform
+from bafenet.engine.inference import EvalGeometry
 from bafenet.models.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,14 +175,14 @@ def test_filtering_saved_predictions_equals_the_detectors_own_gate() -> None:
     sky = np.zeros((48, 72), np.uint8)
     sky[:20] = 1
     frames = [Sample(rng.uniform(0, 255, (48, 72)), sky_mask=sky, image_id=f"f{i}") for i in range(2)]
-    transform = build_eval_transform(cfg)
-    _, details = evaluate(model, frames, transform, cfg.eval, torch.device("cpu"), False, True)
+    geometry = EvalGeometry.from_config(cfg)
+    _, details = evaluate(model, frames, geometry, cfg.eval, torch.device("cpu"), False, True)
     saved = details["predictions"]
     probs = np.concatenate([p.model_sky_prob for p in saved])
     threshold = float(np.median(probs))
     assert len(probs) > 20 and (probs < threshold).any()
     model.sky_gate_thr = threshold
-    _, gated_details = evaluate(model, frames, transform, cfg.eval, torch.device("cpu"), False, True)
+    _, gated_details = evaluate(model, frames, geometry, cfg.eval, torch.device("cpu"), False, True)
     for filtered, direct in zip(
         bc.gate_predictions(saved, threshold), gated_details["predictions"], strict=True
     ):

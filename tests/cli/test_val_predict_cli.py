@@ -120,9 +120,10 @@ def test_predict_with_geometry_flags(weights: Path, devkit: Path, tmp_path: Path
          "--protocol", "tiles", "--scale", "2", "--tile-size", "128", "--amp"]
     )  # fmt: skip
     assert code == 0
-    records = json.loads((out / "predictions.json").read_text())["images"]
-    assert len(records) == 2 and all(len(r["boxes"]) > 0 for r in records)
-    assert len(list(out.glob("*.png"))) == 2
+    record = json.loads((out / "predictions.json").read_text())
+    assert len(record["images"]) == 2
+    assert {a["image_id"] for a in record["annotations"]} == {image["id"] for image in record["images"]}
+    assert len(list((out / "overlays").glob("*.png"))) == 2
 
 
 def test_predict_default_threshold_is_the_checkpoints_operating_point(
@@ -139,7 +140,7 @@ def test_predict_default_threshold_is_the_checkpoints_operating_point(
     code = main(["predict", "--weights", str(released), image, "--out", str(tmp_path / "op")])
     assert code == 0 and "score threshold 0.000 (the checkpoint's operating point" in capsys.readouterr().out
     record = json.loads((tmp_path / "op" / "predictions.json").read_text())
-    assert record["score_thr"] == 0.0 and len(record["images"][0]["boxes"]) > 0
+    assert record["score_thr"] == 0.0 and len(record["annotations"]) > 0
 
 
 def write_declared_png(path: Path, width: int, height: int) -> Path:
@@ -226,7 +227,7 @@ def test_a_pickle_with_code_is_not_run(tmp_path: Path, capsys: pytest.CaptureFix
     assert "weights_only" not in err and not marker.exists() and not (tmp_path / "p").exists()
 
 
-def test_predict_refuses_bad_images_and_outputs_leaving_nothing(
+def test_predict_skips_bad_images_and_refuses_bad_outputs_leaving_nothing(
     weights: Path, devkit: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = str(sorted((devkit / "PNGImages").glob("*.png"))[0])
@@ -238,26 +239,44 @@ def test_predict_refuses_bad_images_and_outputs_leaving_nothing(
     def predict(*args: str) -> int:
         return main(["predict", "--weights", str(weights), "--score-thr", "0.5", *args])
 
-    # the good frame comes first: its drawing must not be left behind either
-    assert predict(good, str(tiny), "--out", str(out)) == 1
-    _one_error_line(capsys, f"{tiny}: frame of 16x16 px is too small", "at least 33 px", "at least 17 px")
-    assert predict(good, str(bomb), "--out", str(out)) == 1
-    _one_error_line(capsys, f"{bomb}: image of 12000x12000 px (144.0 Mpx) exceeds the limit of 40.0 Mpx")
-    assert predict(good, "--out", str(out), "--set", "eval.max_pixels=20000") == 1
+    def one_input_error(*expected: str) -> None:
+        """The one line of a run whose only input failed (printed above the progress bar)."""
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("bafenet:")]
+        assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("bafenet: error: "), err
+        for text in expected:
+            assert text in lines[0], (text, err)
+
+    # a bad frame is named and skipped; the good one is still predicted
+    assert predict(good, str(tiny), str(bomb), "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and [line for line in err.splitlines() if line.startswith("bafenet:")] == [
+        f"bafenet: error: {tiny}: frame of 16x16 px is too small: its network input would be 32x32 px and "
+        "the detector needs at least 33 px on the long side (frames of at least 17 px at this scale)",
+        f"bafenet: error: {bomb}: image of 12000x12000 px (144.0 Mpx) exceeds the limit of 40.0 Mpx; "
+        "it was not decoded",
+        "bafenet: 2 of 3 inputs could not be read (named above)",
+    ]
+    record = json.loads((out / "predictions.json").read_text())
+    assert [i["file_name"] for i in record["images"]] == [good]
+    assert [f["file"] for f in record["failed"]] == [str(tiny), str(bomb)]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == [f"{Path(good).stem}.png"]
+    # nothing readable: one line, nothing written
+    out = tmp_path / "out2"
     with Image.open(good) as frame:  # network input at the checkpoint's eval scale 2
         width, height = frame.size
-    _one_error_line(
-        capsys,
+    assert predict(good, "--out", str(out), "--set", "eval.max_pixels=20000") == 1
+    one_input_error(
         f"{good}: frame of {width}x{height} px would become a {2 * width}x{2 * height} px",
         "(eval.max_pixels)",
     )
     assert predict(good, "eval.max_pixels=20000", "--out", str(out)) == 1  # the same, as key=value
-    _one_error_line(capsys, f"{good}: frame of {width}x{height} px", "(eval.max_pixels)")
+    one_input_error(f"{good}: frame of {width}x{height} px", "(eval.max_pixels)")
     assert predict("eval.max_pixels=20000", "--out", str(out)) == 1
     _one_error_line(capsys, "no image source given")
     assert not out.exists()
-    assert predict(good, str(tiny), "--project", str(tmp_path / "runs")) == 1  # the default run folder
-    _one_error_line(capsys, f"{tiny}: frame of 16x16 px is too small")
+    assert predict(str(tiny), "--project", str(tmp_path / "runs")) == 1  # the default run folder
+    one_input_error(f"{tiny}: frame of 16x16 px is too small")
     assert not (tmp_path / "runs").exists()
     existing = tmp_path / "existing.json"
     existing.write_text("{}")

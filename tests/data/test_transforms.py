@@ -269,6 +269,30 @@ def test_random_crop_keeps_a_target_and_has_the_crop_size() -> None:
     assert out.num_targets == small.num_targets
 
 
+def test_background_crops_are_uniform_and_off_by_default() -> None:
+    sample = coded_scene(3, 200, 240)
+    assert sample.num_targets
+    # probability 0 draws nothing extra: the crops of earlier versions, bit for bit
+    for seed in range(5):
+        old = random_crop_around_target(sample, np.random.default_rng(seed), 48)
+        new = random_crop_around_target(sample, np.random.default_rng(seed), 48, background_prob=0.0)
+        np.testing.assert_array_equal(old.image, new.image)
+    # probability 1: placed uniformly, so most crops of a large frame miss every target
+    hits = [
+        random_crop_around_target(
+            sample, np.random.default_rng(seed), 16, jitter=0.0, background_prob=1.0
+        ).num_targets
+        > 0
+        for seed in range(200)
+    ]
+    near = [
+        random_crop_around_target(sample, np.random.default_rng(seed), 16, jitter=0.0).num_targets > 0
+        for seed in range(200)
+    ]
+    assert all(near)
+    assert sum(hits) < 100
+
+
 def test_photometric_jitter_stays_in_range_and_is_seeded() -> None:
     sample = coded_scene(0, 30, 30)
     sample = sample.replace(image=np.random.default_rng(0).uniform(0, 255, (30, 30)).astype(np.float32))

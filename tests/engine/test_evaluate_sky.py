@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from bafenet.config import EvalConfig
+from bafenet.config import Config, EvalConfig
 from bafenet.data.sample import Sample
 from bafenet.engine.evaluate import evaluate, metrics_by_frame_size
+from bafenet.engine.inference import EvalGeometry
 
 
 def _box(cx: float, cy: float) -> list[float]:
@@ -40,15 +41,28 @@ class FixedDetector(nn.Module):
         return outputs
 
 
-def _halve(sample: Sample) -> Sample:
-    """An eval transform that halves the frame (so input and original coordinates differ)."""
-    return sample.replace(
-        image=sample.image[::2, ::2],
-        boxes=sample.boxes / 2,
-        points=sample.points / 2,
-        target_mask=sample.target_mask[::2, ::2],
-        sky_mask=sample.sky_mask[::2, ::2],
-    )
+class Halve(EvalGeometry):
+    """Whole frames halved (so input and original coordinates differ)."""
+
+    def transform(self, sample: Sample) -> Sample:
+        return sample.replace(
+            image=sample.image[::2, ::2],
+            boxes=sample.boxes / 2,
+            points=sample.points / 2,
+            target_mask=sample.target_mask[::2, ::2],
+            sky_mask=sample.sky_mask[::2, ::2],
+        )
+
+
+class Unchanged(EvalGeometry):
+    """Whole frames as they are."""
+
+    def transform(self, sample: Sample) -> Sample:
+        return sample
+
+
+HALVE = Halve.from_config(Config())
+UNCHANGED = Unchanged.from_config(Config())
 
 
 def test_false_alarms_are_located_on_the_original_frame() -> None:
@@ -66,7 +80,7 @@ def test_false_alarms_are_located_on_the_original_frame() -> None:
     metrics, details = evaluate(
         model,
         [sample],
-        _halve,
+        HALVE,
         cfg,
         torch.device("cpu"),
         progress=False,
@@ -102,7 +116,7 @@ def test_false_alarms_are_located_on_the_original_frame() -> None:
 def test_without_a_stated_threshold_or_sky_annotation() -> None:
     sample = Sample(np.zeros((32, 32)), boxes=[_box(10, 5)], image_id="a")  # sky_mask all unknown
     model = FixedDetector([_box(10, 5), _box(20, 20)], [0.9, 0.8], sky_rows=4)
-    metrics, _ = evaluate(model, [sample], lambda s: s, EvalConfig(), torch.device("cpu"), progress=False)
+    metrics, _ = evaluate(model, [sample], UNCHANGED, EvalConfig(), torch.device("cpu"), progress=False)
     assert not any(key.endswith("_at_stated") for key in metrics) and "stated_score_thr" not in metrics
     assert metrics["irstd_false_alarms_sky_unknown"] == 1 and metrics["irstd_fa_off_sky_share"] is None
     assert "sky_iou" not in metrics  # a sky map but no sky annotation: nothing to score
@@ -131,9 +145,9 @@ def test_model_sky_probability_is_read_at_the_box_centre_in_input_pixels() -> No
     sample = Sample(np.zeros((40, 64)), sky_mask=np.ones((40, 64), np.uint8), image_id="a")
     # centres at original x = 10, 51, 63.9 -> input x = 5, 25.5, 31.95 -> pixels 5, 25, 31
     boxes = [[8, 8, 12, 12], [49, 8, 53, 12], [62.8, 8, 65, 12]]
-    _, details = evaluate(RampSky(boxes), [sample], _halve, EvalConfig(), torch.device("cpu"), False, True)
+    _, details = evaluate(RampSky(boxes), [sample], HALVE, EvalConfig(), torch.device("cpu"), False, True)
     np.testing.assert_allclose(details["predictions"][0].model_sky_prob, [0.05, 0.25, 0.31], rtol=1e-6)
     _, details = evaluate(
-        RampSky(boxes, with_sky=False), [sample], _halve, EvalConfig(), torch.device("cpu"), False, True
+        RampSky(boxes, with_sky=False), [sample], HALVE, EvalConfig(), torch.device("cpu"), False, True
     )
     assert details["predictions"][0].model_sky_prob is None

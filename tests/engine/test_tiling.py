@@ -35,8 +35,8 @@ def test_tile_must_exceed_overlap() -> None:
 
 def test_one_tile_gives_the_whole_frame_result() -> None:
     torch.manual_seed(0)
-    model = build_model("bafenet_hr").eval()
-    model.score_thresh = 0.0  # random weights: keep low-scored candidates so there is something to compare
+    # random weights: keep low-scored candidates so there is something to compare
+    model = build_model("bafenet_hr", score_thresh=0.0).eval()
     image = torch.rand(1, 150, 200) * 255
     padded = torch.zeros(1, 1, 160, 224)
     padded[0, :, :150, :200] = image
@@ -108,3 +108,16 @@ def test_targets_on_tile_seams_are_found_once() -> None:
     order = np.lexsort((boxes[:, 1], boxes[:, 0]))
     expected = truth_arr[np.lexsort((truth_arr[:, 1], truth_arr[:, 0]))]
     np.testing.assert_array_equal(boxes[order], expected)
+
+
+def test_a_wrapped_model_is_read_through_its_wrapper() -> None:
+    """The NMS settings come from the model inside a (DDP / DataParallel) wrapper."""
+    image = torch.zeros(1, 150, 170)
+    image[0, 40:44, 60:64] = 255.0
+    image[0, 100:104, 120:124] = 255.0
+    wrapped = nn.DataParallel(BlobDetector())  # no attributes of its own; on CPU it calls the module
+    assert not hasattr(wrapped, "nms_thresh")
+    out = predict_tiled(wrapped, image, 64, 16, torch.device("cpu"))
+    expected = predict_tiled(BlobDetector(), image, 64, 16, torch.device("cpu"))
+    assert len(out["boxes"]) == 2
+    torch.testing.assert_close(out["boxes"], expected["boxes"])

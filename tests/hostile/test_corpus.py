@@ -128,8 +128,9 @@ def _weights_only(ckpt: dict) -> None:
     ckpt.update(optimizer=None, scheduler=None, rng_states=None)
 
 
-def _good_then_broken(h: Hostile) -> Path:
-    h.valid_png("images/a_good.png")
+def _broken_in_a_folder(h: Hostile) -> Path:
+    # alone: with a good frame beside it, predict writes the good frame's results and exits 1
+    # (tests/cli/test_predict_outputs.py)
     return h.truncated_png("images/b_broken.png")
 
 
@@ -290,7 +291,7 @@ CASES = [
          ("broken.pt", NOT_FINITE)),
     Case("val_nan_weights", "8 messages", lambda h: _ckpt(h, "broken.pt", _nan_first_conv),
          VAL_WEIGHTS, ("broken.pt", NOT_FINITE)),
-    Case("predict_broken_image_after_the_bar_started", "8 messages", _good_then_broken,
+    Case("predict_broken_image_after_the_bar_started", "8 messages", _broken_in_a_folder,
          _cmd("predict", "images"), ("b_broken.png", DECODE)),
     Case("info_option_not_a_bool", "8 messages", lambda h: None,
          "info --model bafenet_hr --size 64 -o exchange=notabool", ("exchange", BAD_VALUE)),
@@ -300,8 +301,14 @@ CASES = [
     Case("predict_pickle_payload", "pickle payload", lambda h: h.payload_checkpoint("evil.pt"),
          PREDICT_WEIGHTS,
          ("evil.pt", REFUSED), UNSAFE_ADVICE),
+    Case("export_pickle_payload", "pickle payload", lambda h: h.payload_checkpoint("evil.pt"),
+         "export --weights {input} --out out/model.onnx", ("evil.pt", REFUSED), UNSAFE_ADVICE),
     Case("train_resume_pickle_payload", "pickle payload", lambda h: h.payload_checkpoint("run/last.pt"),
          "train --resume {input} --no-progress", ("last.pt", REFUSED), UNSAFE_ADVICE),
+    Case("export_nan_weights", "checkpoints", lambda h: _ckpt(h, "broken.pt", _nan_first_conv),
+         "export --weights {input} --out out/model.onnx", ("broken.pt", NOT_FINITE)),
+    Case("val_onnxruntime_random_bytes", "checkpoints", lambda h: h.file("noise.onnx", _noise()),
+         VAL_WEIGHTS + " --backend onnxruntime", ("noise.onnx", UNREADABLE)),
     Case("val_truncated_checkpoint", "checkpoints",
          lambda h: _truncate(h.checkpoint("cut.pt")), VAL_WEIGHTS, ("cut.pt", UNREADABLE)),
     Case("predict_random_bytes_checkpoint", "checkpoints", lambda h: h.file("noise.pt", _noise()),
@@ -474,7 +481,7 @@ def test_chained_links_refused_without_the_tar_data_filter(hostile: Hostile, cap
 # ---------------------------------------------------------------------------- the corpus itself
 TAKES_USER_INPUT = {
     "data check", "data stats", "data download", "aug preview", "aug stats",
-    "train", "val", "predict", "info",
+    "train", "val", "predict", "info", "export",
 }  # fmt: skip
 TOPICS = {
     "1 archive links", "2 pixel limit", "4 worker errors", "5 tracebacks", "6 duplicate entries",
@@ -505,6 +512,7 @@ VALID = [
     (_cmd("download"), lambda h: h.archive_url("good.tar", tar_bytes(VALID_MEMBERS))),
     (_cmd("download"), lambda h: h.archive_url("good.zip", zip_bytes(VALID_MEMBERS))),
     ("info --model bafenet_hr --size 64", lambda h: None),
+    ("export --weights {ckpt} --out out/model.onnx", lambda h: None),
 ]
 
 

@@ -10,11 +10,9 @@ from torch import nn
 from bafenet.data.collate import collate_samples
 from bafenet.data.pipeline import build_train_pipeline
 from bafenet.data.sample import Sample
-from bafenet.errors import BafenetError
 from bafenet.models.complexity import count_parameters
 from bafenet.models.context import ContextBatch, resample_context, whole_image_context
 from bafenet.models.detector import FCOSDetector
-from bafenet.models.export import export_onnx
 from bafenet.models.head import FCOSHead, HeadOutputs
 from bafenet.models.zoo import build_model, fcos_hr
 
@@ -105,6 +103,24 @@ def test_context_model_needs_the_context_in_training():
     del targets[0]["crop_box"]
     with pytest.raises(ValueError, match="crop_box"):
         model(images, targets)
+
+
+def test_context_model_sky_map_starts_from_the_context_map():
+    """The high-resolution sky logit is a correction added to the resampled context logit: with
+    the correction's predictor at zero, the sky output is the context map resampled."""
+    torch.manual_seed(0)
+    model = build_model("fcos_seg_hr", sky_context=True, context_size=64, **TINY).eval()
+    nn.init.zeros_(model.head.sky_pred.weight)
+    nn.init.zeros_(model.head.sky_pred.bias)
+    frame = torch.rand(1, 1, 96, 128) * 255
+    with torch.no_grad():
+        outputs = model.head_outputs(frame)
+        context = whole_image_context(frame, 64)
+        for level, (logit, stride) in enumerate(zip(outputs.sky_logits, model.strides, strict=True)):
+            expected = resample_context(
+                outputs.context_sky_logits[0], context, tuple(logit.shape[-2:]), stride, model.strides[0]
+            )
+            torch.testing.assert_close(logit, expected, msg=f"level {level}")
 
 
 @pytest.mark.parametrize("name", SKY_MODELS)
@@ -242,11 +258,3 @@ def test_sky_options_only_on_sky_models():
         build_model("fcos_hr", sky_context=True)
     with pytest.raises(ValueError, match="context_size must be >= 32"):
         build_model("fcos_seg_hr", sky_context=True, context_size=16, **TINY)
-
-
-def test_onnx_export_of_a_context_model_is_refused(tmp_path):
-    torch.manual_seed(0)
-    model = build_model("fcos_seg_hr", sky_context=True, context_size=64, **TINY).eval()
-    with pytest.raises(BafenetError, match="not supported"):
-        export_onnx(model, tmp_path / "model.onnx", 64, 64)
-    assert not (tmp_path / "model.onnx").exists()

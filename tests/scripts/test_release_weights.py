@@ -17,8 +17,8 @@ from bafenet.data import open_dataset
 from bafenet.data.synthetic import write_synthetic_devkit
 from bafenet.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from bafenet.engine.evaluate import evaluate
-from bafenet.engine.predict import operating_score_thr
-from bafenet.engine.setup import build_eval_transform, build_model_from_config
+from bafenet.engine.inference import EvalGeometry, operating_score_thr
+from bafenet.engine.setup import build_model_from_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,7 +93,7 @@ def test_release_measures_its_operating_point_and_checks_the_results(tmp_path: P
     checkpoint, model, cfg = _run_checkpoint(tmp_path, "eval.score_thr=0.005", "eval.amp=false")
     cfg.data.root = str(devkit)
     metrics, _ = evaluate(
-        model, open_dataset(devkit, "val"), build_eval_transform(cfg), cfg.eval, torch.device("cpu")
+        model, open_dataset(devkit, "val"), EvalGeometry.from_config(cfg), cfg.eval, torch.device("cpu")
     )
     assert metrics["best_f1_score_thr"] is not None
     record = {

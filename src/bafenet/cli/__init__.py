@@ -16,6 +16,7 @@ from bafenet import __version__
 from bafenet.cli import aug as aug_cli
 from bafenet.cli import data as data_cli
 from bafenet.cli import demo as demo_cli
+from bafenet.cli import export as export_cli
 from bafenet.cli import info as info_cli
 from bafenet.cli import predict as predict_cli
 from bafenet.cli import train as train_cli
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bafenet {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
     subparsers.required = True
-    for module in (demo_cli, data_cli, aug_cli, info_cli, train_cli, val_cli, predict_cli):
+    for module in (demo_cli, data_cli, aug_cli, info_cli, train_cli, val_cli, predict_cli, export_cli):
         module.register(subparsers)
     return parser
 

@@ -63,10 +63,10 @@ def _demo(args: argparse.Namespace) -> int:
     from bafenet.data.synthetic import write_synthetic_devkit
     from bafenet.engine.distributed import local_device, threads_beside_load
     from bafenet.engine.evaluate import evaluate
-    from bafenet.engine.predict import DEFAULT_SCORE_THR, draw_prediction, load_trained_model
+    from bafenet.engine.inference import DEFAULT_SCORE_THR, EvalGeometry, load_trained_model
+    from bafenet.engine.predict import draw_prediction
     from bafenet.engine.report import format_table, write_eval_outputs
     from bafenet.engine.runs import new_run_dir
-    from bafenet.engine.setup import build_eval_transform
     from bafenet.errors import BafenetError
     from bafenet.viz import save_png
 
@@ -120,7 +120,7 @@ def _demo(args: argparse.Namespace) -> int:
     metrics, details = evaluate(
         model,
         val_set,
-        build_eval_transform(cfg),
+        EvalGeometry.from_config(cfg),
         cfg.eval,
         device,
         progress=not args.no_progress,

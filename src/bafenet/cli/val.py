@@ -52,9 +52,8 @@ def _val(args: argparse.Namespace) -> int:
     from bafenet.data import open_dataset
     from bafenet.engine import distributed as dist_utils
     from bafenet.engine.evaluate import SIZE_GROUPS, evaluate, metrics_by_frame_size
-    from bafenet.engine.predict import load_trained_model, operating_score_thr
+    from bafenet.engine.inference import EvalGeometry, load_trained_model, operating_score_thr
     from bafenet.engine.report import check_eval_out, format_table, write_eval_outputs
-    from bafenet.engine.setup import build_eval_transform
     from bafenet.paths import resolve_data_root
 
     overrides = list(args.overrides)
@@ -64,7 +63,7 @@ def _val(args: argparse.Namespace) -> int:
         overrides.append(f"eval.batch_size={args.batch_size}")
     overrides += geometry_overrides(args)
     device = dist_utils.local_device(args.device)
-    model, cfg, ckpt = load_trained_model(args.weights, device, overrides)
+    model, cfg, ckpt = load_trained_model(args.weights, device, overrides, backend=args.backend)
     root = resolve_data_root(args.data if args.data else cfg.data.root)
     dataset = open_dataset(root, cfg.eval.split)
     if args.out:
@@ -74,7 +73,7 @@ def _val(args: argparse.Namespace) -> int:
     metrics, details = evaluate(
         model,
         dataset,
-        build_eval_transform(cfg),
+        EvalGeometry.from_config(cfg),
         cfg.eval,
         device,
         keep_predictions=True,
@@ -111,6 +110,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split to evaluate (default: the config's eval.split)")
     p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (same results)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime"],
+        default="torch",
+        help="onnxruntime: run a .onnx file of bafenet export (a .pt is exported first), float32; "
+        "needs bafenet[export]",
+    )
     add_geometry_arguments(p)
     p.add_argument("--out", default=None, help="output folder (default: runs/val/NAME)")
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")

@@ -86,6 +86,7 @@ def _geometric_steps(
     crop_size: int | Sequence[int],
     crop_jitter: float,
     crop_min_visible: float,
+    background_crop_prob: float,
     antialias: bool,
 ) -> list[Transform]:
     if mode == "resize":
@@ -101,7 +102,14 @@ def _geometric_steps(
         if scale != 1.0:
             steps.append(Resize(size=None, scale=scale, antialias=antialias))
         crop = crop_size if isinstance(crop_size, int) else tuple(crop_size)
-        steps.append(RandomTargetCrop(size=crop, jitter=crop_jitter, min_visible=crop_min_visible))
+        steps.append(
+            RandomTargetCrop(
+                size=crop,
+                jitter=crop_jitter,
+                min_visible=crop_min_visible,
+                background_prob=background_crop_prob,
+            )
+        )
         return steps
     raise ValueError(f"unknown input mode {mode!r} (resize or native)")
 
@@ -115,6 +123,7 @@ def build_train_pipeline(
     crop_size: int | Sequence[int] = 512,
     crop_jitter: float = 0.4,
     crop_min_visible: float = 0.5,
+    background_crop_prob: float = 0.0,
     antialias: bool = False,
     flip_prob: float = 0.5,
     bagcp: Literal["faithful", "improved", "plain"] | None = "faithful",
@@ -129,8 +138,8 @@ def build_train_pipeline(
         mode: ``"resize"`` (whole frame to ``size``) or ``"native"`` (frame resized by
             ``scale``, then a ``crop_size`` crop near a random target).
         size, keep_ratio: resize target (H, W) or side, and whether to keep the aspect ratio.
-        scale, crop_size, crop_jitter, crop_min_visible: native mode (see
-            :func:`bafenet.data.transforms.random_crop_around_target`).
+        scale, crop_size, crop_jitter, crop_min_visible, background_crop_prob: native mode
+            (see :func:`bafenet.data.transforms.random_crop_around_target`).
         antialias: antialiased downscaling (the official recipe has none).
         flip_prob: horizontal flip probability.
         bagcp: BAG-CP preset (:meth:`BackgroundAwareCopyPaste.from_mode`) or None for none.
@@ -139,7 +148,15 @@ def build_train_pipeline(
         context_size: attach the whole-frame context at this long side (sky-context models).
     """
     steps = _geometric_steps(
-        mode, size, keep_ratio, scale, crop_size, crop_jitter, crop_min_visible, antialias
+        mode,
+        size,
+        keep_ratio,
+        scale,
+        crop_size,
+        crop_jitter,
+        crop_min_visible,
+        background_crop_prob,
+        antialias,
     )
     if flip_prob > 0:
         steps.append(RandomHorizontalFlip(flip_prob))

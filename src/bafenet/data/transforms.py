@@ -292,17 +292,21 @@ def random_crop_around_target(
     size: int | Sequence[int],
     jitter: float = 0.4,
     min_visible: float = 0.5,
+    background_prob: float = 0.0,
 ) -> Sample:
     """Crop ``size`` (H, W) centred near a random target (uniform crop if there is none).
 
     The crop centre is the chosen box centre moved by up to ``jitter`` x the crop side in
-    each axis (uniform), then the window is shifted to lie inside the image. An image smaller
+    each axis (uniform), then the window is shifted to lie inside the image. With
+    probability ``background_prob`` the crop is placed uniformly instead, wherever the
+    targets are (0: no extra random draw, the crops of earlier versions). An image smaller
     than the crop is padded (bottom/right) to the crop size.
     """
     ch, cw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     h, w = sample.height, sample.width
     crop_h, crop_w = min(ch, h), min(cw, w)
-    if sample.num_targets:
+    near_target = sample.num_targets > 0 and not (background_prob > 0 and rng.random() < background_prob)
+    if near_target:
         box = sample.boxes[rng.integers(sample.num_targets)]
         cy = (box[1] + box[3]) / 2 + rng.uniform(-jitter, jitter) * crop_h
         cx = (box[0] + box[2]) / 2 + rng.uniform(-jitter, jitter) * crop_w
@@ -453,9 +457,12 @@ class RandomTargetCrop:
     size: int | tuple[int, int] = 512
     jitter: float = 0.4
     min_visible: float = 0.5
+    background_prob: float = 0.0
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        return random_crop_around_target(sample, rng, self.size, self.jitter, self.min_visible)
+        return random_crop_around_target(
+            sample, rng, self.size, self.jitter, self.min_visible, self.background_prob
+        )
 
 
 @dataclass(frozen=True)

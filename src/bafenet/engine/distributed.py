@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 def threads_beside_load(cores: int | None = None, load: float | None = None) -> int:
@@ -22,6 +24,11 @@ def threads_beside_load(cores: int | None = None, load: float | None = None) -> 
     if load is None:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(1, min(torch.get_num_threads(), cores - round(load)))
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a DDP / ``nn.DataParallel`` wrapper, else ``model`` itself."""
+    return model.module if isinstance(model, (DistributedDataParallel, nn.DataParallel)) else model
 
 
 def is_distributed() -> bool:

@@ -13,7 +13,7 @@ each process predicts a shard of the images and the metric accumulators are merg
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +23,9 @@ from torch import nn
 from tqdm import tqdm
 
 from bafenet.config import EvalConfig
-from bafenet.data.collate import collate_samples
 from bafenet.data.sample import Sample
 from bafenet.engine.distributed import all_gather_objects, is_main_process, rank, world_size
-from bafenet.engine.tiling import predict_tiled
+from bafenet.engine.inference import EvalGeometry
 from bafenet.metrics import DetectionEvaluator, SkyIoU, TargetLevelEvaluator
 from bafenet.metrics.irstd import sky_at_centers
 from bafenet.models.detector import sky_at
@@ -46,15 +45,17 @@ class Prediction:
     model_sky_prob: np.ndarray | None = None  # (K,) the model's own sky probability there (sky models)
 
 
-def _batches(
-    dataset: Any, indices: list[int], transform: Callable[[Sample], Sample], batch_size: int
+def equal_shape_batches(
+    dataset: Any, indices: Iterable[int], geometry: EvalGeometry, batch_size: int
 ) -> Iterator[tuple[list[Sample], list[Sample]]]:
-    """Yield (original samples, transformed samples) batches of equal transformed shape."""
+    """Yield (original samples, transformed samples) of ``dataset[i]`` for ``i`` in ``indices``, in
+    order, in batches of at most ``batch_size`` with one network-input shape (padding never
+    changes a frame's result)."""
     originals: list[Sample] = []
     transformed: list[Sample] = []
     for i in indices:
         sample = dataset[i]
-        t = transform(sample)
+        t = geometry.transform(sample)
         if transformed and (len(transformed) == batch_size or t.image.shape != transformed[0].image.shape):
             yield originals, transformed
             originals, transformed = [], []
@@ -64,44 +65,10 @@ def _batches(
         yield originals, transformed
 
 
-@torch.no_grad()
-def predict_samples(
-    model: nn.Module,
-    originals: list[Sample],
-    transformed: list[Sample],
-    device: torch.device,
-    cfg: EvalConfig | None = None,
-) -> list[dict[str, torch.Tensor]]:
-    """Run the model on one batch; boxes come back in original-image coordinates.
-
-    With ``cfg.amp`` the network runs under autocast (bf16 on CPU, fp16 on CUDA). With
-    ``cfg.protocol == "tiles"`` each frame is predicted tile by tile
-    (:func:`bafenet.engine.tiling.predict_tiled`); ``sky_prob`` stays in input coordinates.
-    """
-    amp = cfg is not None and cfg.amp
-    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-    with torch.autocast(device.type, dtype=dtype, enabled=amp):
-        if cfg is not None and cfg.protocol == "tiles":
-            outputs = []
-            for sample, t in zip(originals, transformed, strict=True):
-                image = torch.from_numpy(t.image)[None]  # (1, H, W)
-                out = predict_tiled(model, image, cfg.tile_size, cfg.tile_overlap, device)
-                factors = [sample.width / t.width, sample.height / t.height] * 2
-                out["boxes"] = out["boxes"] * out["boxes"].new_tensor(factors)
-                outputs.append(out)
-            return outputs
-        images, _ = collate_samples(transformed)
-        return model(
-            images.to(device),
-            original_sizes=[(s.height, s.width) for s in originals],
-            image_sizes=[(t.height, t.width) for t in transformed],
-        )
-
-
 def evaluate(
     model: nn.Module,
     dataset: Any,
-    transform: Callable[[Sample], Sample],
+    geometry: EvalGeometry,
     cfg: EvalConfig,
     device: torch.device,
     progress: bool = True,
@@ -111,8 +78,8 @@ def evaluate(
     """Evaluate ``model`` on every image of ``dataset``.
 
     Args:
-        transform: the eval pipeline (e.g. the official 512x512 resize).
-        cfg: thresholds and the Pd operating point.
+        geometry: how frames are fed to the model (``EvalGeometry.from_config(cfg)``).
+        cfg: batch size, matching thresholds and the Pd operating point.
         keep_predictions: also return every image's detections (rank 0).
         stated_score_thr: the operating threshold the checkpoint states (its release
             metadata, or the F1-best of its last validation); Pd and false alarms are
@@ -133,8 +100,8 @@ def evaluate(
     bar = tqdm(
         total=len(indices), desc="val", unit="img", disable=not (progress and is_main_process()), leave=False
     )
-    for originals, transformed in _batches(dataset, indices, transform, cfg.batch_size):
-        outputs = predict_samples(model, originals, transformed, device, cfg)
+    for originals, transformed in equal_shape_batches(dataset, indices, geometry, cfg.batch_size):
+        outputs = geometry.predict(model, originals, transformed, device)
         for sample, t, out in zip(originals, transformed, outputs, strict=True):
             boxes = out["boxes"].float().cpu().numpy()
             scores = out["scores"].float().cpu().numpy()

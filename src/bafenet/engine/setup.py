@@ -1,35 +1,37 @@
-"""Config -> objects: the model and the train / eval pipelines of a run."""
+"""Config -> objects: the model and the training pipeline of a run (the evaluation geometry is
+:class:`bafenet.engine.inference.EvalGeometry`)."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
-import numpy as np
 from torch import nn
 
-from bafenet.config import MIN_INPUT_SIDE, Config, ConfigError
-from bafenet.data.imageio import megapixels
-from bafenet.data.pipeline import TrainPipeline, build_eval_pipeline, build_train_pipeline
-from bafenet.data.sample import Sample
-from bafenet.data.transforms import Compose
-from bafenet.errors import DataError
+from bafenet.config import Config, ConfigError
+from bafenet.data.pipeline import TrainPipeline, build_train_pipeline
 from bafenet.models.context import DEFAULT_CONTEXT_SIZE
 from bafenet.models.zoo import build_model
 
+EVAL_POSTPROCESS = {
+    "score_thresh": "score_thr",
+    "pre_nms_top_n": "nms_pre",
+    "nms_thresh": "nms_iou",
+    "detections_per_img": "max_per_img",
+}
+"""The detector's post-processing arguments -> the ``eval.*`` keys that set them."""
+
 
 def build_model_from_config(cfg: Config) -> nn.Module:
-    """The zoo model named by ``cfg.model`` with its switches and the eval thresholds set.
+    """The zoo model named by ``cfg.model`` with its switches, post-processing from ``cfg.eval``.
 
     Raises:
         BafenetError: the model cannot be built with these switches (one line).
     """
-    model = build_model(cfg.model.name, weights_backbone=cfg.model.weights_backbone, **cfg.model.kwargs)
-    model.score_thresh = cfg.eval.score_thr
-    model.nms_thresh = cfg.eval.nms_iou
-    model.detections_per_img = cfg.eval.max_per_img
-    model.pre_nms_top_n = cfg.eval.nms_pre
-    return model
+    for key, eval_key in EVAL_POSTPROCESS.items():
+        if key in cfg.model.kwargs:
+            raise ConfigError(f"model.kwargs.{key}: post-processing is set by eval.{eval_key}")
+    postprocess = {key: getattr(cfg.eval, eval_key) for key, eval_key in EVAL_POSTPROCESS.items()}
+    return build_model(
+        cfg.model.name, weights_backbone=cfg.model.weights_backbone, **cfg.model.kwargs, **postprocess
+    )
 
 
 def sky_context_size(cfg: Config) -> int | None:
@@ -54,66 +56,9 @@ def build_train_transform(cfg: Config) -> TrainPipeline:
         keep_ratio=geometry.keep_ratio,
         scale=geometry.scale,
         crop_size=geometry.crop_size,
+        background_crop_prob=geometry.background_crop_prob,
         flip_prob=cfg.data.flip_prob,
         bagcp=cfg.data.bagcp.mode if cfg.data.bagcp.enabled else None,
         bagcp_prob=cfg.data.bagcp.prob,
         context_size=sky_context_size(cfg),
     )
-
-
-@dataclass(frozen=True)
-class EvalTransform:
-    """The eval pipeline, behind a check of the network input made before anything is resized.
-
-    A frame is refused with a :class:`DataError` naming its file when its network input
-    would have more than ``max_pixels`` pixels (``eval.max_pixels``), or a long side shorter
-    than :data:`bafenet.config.MIN_INPUT_SIDE` (the detector needs more than one location
-    at its coarsest stride).
-    """
-
-    pipeline: Compose  # resize steps only (each has ``output_shape``)
-    max_pixels: int
-
-    def input_shape(self, height: int, width: int) -> tuple[int, int]:
-        """(H, W) of the network input of a ``height`` x ``width`` frame."""
-        for step in self.pipeline.steps:
-            height, width = step.output_shape(height, width)
-        return height, width
-
-    def check(self, sample: Sample) -> None:
-        """Raise :class:`DataError` if the sample's network input would be too large or too small."""
-        h, w = sample.height, sample.width
-        th, tw = self.input_shape(h, w)
-        where = sample.path if sample.path is not None else (sample.image_id or "image")
-        if th * tw > self.max_pixels:
-            raise DataError(
-                where,
-                f"frame of {w}x{h} px would become a {tw}x{th} px network input ({megapixels(th * tw)}), "
-                f"above the limit of {megapixels(self.max_pixels)} (eval.max_pixels); lower "
-                "eval.scale or set eval.max_side",
-            )
-        if max(th, tw) < MIN_INPUT_SIDE:
-            factor = max(th, tw) / max(h, w)
-            raise DataError(
-                where,
-                f"frame of {w}x{h} px is too small: its network input would be {tw}x{th} px and the "
-                f"detector needs at least {MIN_INPUT_SIDE} px on the long side (frames of at least "
-                f"{math.ceil(MIN_INPUT_SIDE / factor)} px at this scale)",
-            )
-
-    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        self.check(sample)
-        return self.pipeline(sample, rng)
-
-
-def build_eval_transform(cfg: Config) -> EvalTransform:
-    """The eval pipeline: the official resize, or whole frames at ``eval.scale`` (default: the
-    training scale) capped by ``eval.max_side``; the tiles protocol cuts the result later.
-    Frames whose network input breaks ``eval.max_pixels`` or the minimum size are refused."""
-    geometry = cfg.data.input
-    if cfg.eval.protocol == "resize":
-        pipeline = build_eval_pipeline(mode="resize", size=geometry.size, keep_ratio=geometry.keep_ratio)
-    else:
-        scale = cfg.eval.scale if cfg.eval.scale is not None else geometry.scale
-        pipeline = build_eval_pipeline(mode="native", scale=scale, max_side=cfg.eval.max_side)
-    return EvalTransform(pipeline, cfg.eval.max_pixels)

@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from bafenet.engine.distributed import unwrap_model
+
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with ``overlap``.
@@ -58,7 +60,8 @@ def predict_tiled(
 
     Args:
         model: a detector in eval mode, called as ``model(images, image_sizes=...)``, with
-            ``nms_thresh`` and ``detections_per_img`` attributes.
+            ``nms_thresh`` and ``detections_per_img`` attributes (read from the model inside
+            a DDP wrapper).
         image: (1, H, W) grey levels of the frame (already at the evaluation scale).
         tile_size, overlap: tile side and overlap, in pixels of ``image``.
         size_divisor: each tile is zero-padded (bottom / right) to a multiple of this.
@@ -100,7 +103,8 @@ def predict_tiled(
     all_boxes = torch.cat(boxes)
     all_scores = torch.cat(scores)
     all_labels = torch.cat(labels)
-    keep = batched_nms(all_boxes, all_scores, all_labels, model.nms_thresh)[: model.detections_per_img]
+    detector = unwrap_model(model)
+    keep = batched_nms(all_boxes, all_scores, all_labels, detector.nms_thresh)[: detector.detections_per_img]
     result = {"boxes": all_boxes[keep], "scores": all_scores[keep], "labels": all_labels[keep]}
     if sky is not None:
         result["sky_prob"] = sky

@@ -41,10 +41,11 @@ from bafenet.engine.checkpoint import (
     save_checkpoint,
 )
 from bafenet.engine.evaluate import evaluate
+from bafenet.engine.inference import EvalGeometry
 from bafenet.engine.logs import RunLogger, plot_curves
 from bafenet.engine.optim import TimeBudget, build_optimizer, build_scheduler
 from bafenet.engine.runs import remove_stale_temp_files
-from bafenet.engine.setup import build_eval_transform, build_model_from_config, build_train_transform
+from bafenet.engine.setup import build_model_from_config, build_train_transform
 from bafenet.errors import BafenetError, DataError
 from bafenet.fileio import write_json
 from bafenet.paths import resolve_data_root
@@ -265,7 +266,7 @@ class Trainer:
             persistent_workers=cfg.data.workers > 0,
             pin_memory=self.device.type == "cuda",
         )
-        self.eval_transform = build_eval_transform(cfg)
+        self.eval_geometry = EvalGeometry.from_config(cfg)
 
     def _setup_model(self) -> None:
         cfg = self.cfg
@@ -421,7 +422,7 @@ class Trainer:
         metrics, details = evaluate(
             self.model,
             self.val_set,
-            self.eval_transform,
+            self.eval_geometry,
             self.cfg.eval,
             self.device,
             progress=self.progress,

@@ -233,14 +233,14 @@ class ChannelExchange(nn.Module):
         """Exchange channels: (B, C, H, W) x 2 -> (B, C, H, W) x 2."""
         if self.k == 0:
             return seg, cls
-        batch = seg.shape[0]
         logits_seg, logits_cls = self.channel_scores(seg), self.channel_scores(cls)  # (B, C) each
         index_seg = select_channels(logits_seg, self.k)  # (B, k)
         index_cls = select_channels(logits_cls, self.k)
         selected_seg = gather_channels(seg, index_seg)  # (B, k, H, W)
         selected_cls = gather_channels(cls, index_cls)
         # one MLP for both directions: seg slots receive MLP(cls selection) and vice versa
-        to_seg, to_cls = self.mix(torch.cat([selected_cls, selected_seg], dim=0)).split(batch)
+        # (chunk, not split(batch): an ONNX export then takes any batch size)
+        to_seg, to_cls = self.mix(torch.cat([selected_cls, selected_seg], dim=0)).chunk(2)
         if self.selector_mode == "learned":
             gate_seg = logits_seg.sigmoid().gather(1, index_seg)[:, :, None, None]  # (B, k, 1, 1)
             gate_cls = logits_cls.sigmoid().gather(1, index_cls)[:, :, None, None]

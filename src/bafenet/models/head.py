@@ -184,6 +184,8 @@ class FCOSHead(nn.Module):
                 if self.cross_task is not None:
                     sky, cls = self.cross_task(sky, cls)
                 sky_logit = self.sky_pred(sky)
+                if sky_context is not None:  # a high-resolution correction of the context sky map
+                    sky_logit = sky_logit + sky_context[level].to(sky_logit.dtype)
                 sky_logits.append(sky_logit)
             cls_logit = self.cls_pred(cls)
             if self.sky_scoring is not None:

@@ -89,12 +89,14 @@ def detection_losses(
 
     pos_pred = box_distances[positive].float()  # (N+, 4)
     pos_centerness = centerness_logits[positive].float()  # (N+,)
+    pos_targets = box_targets[positive].float()
+    centerness = centerness_targets(pos_targets)  # (N+,)
+    # every process joins this reduction, positives or not: a process that skipped it would
+    # pair its next collective (the gradient all-reduce) with another process's reduction
+    centerness_sum = _mean_over_processes(centerness.sum().detach()).clamp(min=1e-6)
     if pos_pred.shape[0] == 0:
         zero = pos_pred.sum() + pos_centerness.sum()
         return {"loss_cls": loss_cls, "loss_box": zero, "loss_centerness": zero.clone()}
-    pos_targets = box_targets[positive].float()
-    centerness = centerness_targets(pos_targets)  # (N+,)
-    centerness_sum = _mean_over_processes(centerness.sum().detach()).clamp(min=1e-6)
     iou_loss = -aligned_iou(pos_pred, pos_targets).clamp(min=1e-6).log()
     loss_box = (iou_loss * centerness).sum() / centerness_sum
     loss_centerness = (

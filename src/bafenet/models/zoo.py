@@ -22,6 +22,10 @@ Keyword arguments of every builder (faithful defaults):
 * ``backbone_norm="frozen"``: ``"batch"`` trains the backbone's BatchNorm (from random init);
 * ``backbone_width=64``: channels of the first ResNet stage (random init only if not 64).
 
+Post-processing of every builder (:data:`POSTPROCESS_OPTIONS`, passed to
+:class:`~bafenet.models.detector.FCOSDetector`; a run sets them from ``eval.*``):
+``score_thresh=0.05``, ``pre_nms_top_n=1000``, ``nms_thresh=0.5``, ``detections_per_img=100``.
+
 Only the sky models (``fcos_seg_*``, ``bafenet_*``), all off by default
 (:mod:`bafenet.models.context`, ``docs/model.md``):
 
@@ -65,6 +69,7 @@ COMMON_OPTIONS = (
 )
 SKY_OPTIONS = ("sky_context", "context_size", "sky_scoring", "sky_gate_thr")
 BAFENET_OPTIONS = ("lsk", "lsk_residual", "exchange", "exchange_ratio", "selector", "mlp_hidden")
+POSTPROCESS_OPTIONS = ("score_thresh", "pre_nms_top_n", "nms_thresh", "detections_per_img")
 P2_REGRESS_RANGES: tuple[tuple[float, float], ...] = (
     (-1.0, 32.0),
     (32.0, 64.0),
@@ -92,6 +97,10 @@ def _detector(
     context_size: int = DEFAULT_CONTEXT_SIZE,
     sky_scoring: bool = False,
     sky_gate_thr: float | None = None,
+    score_thresh: float = 0.05,
+    pre_nms_top_n: int = 1000,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
 ) -> FCOSDetector:
     if not with_sky and (sky_context or sky_scoring or sky_gate_thr is not None):
         raise ValueError("sky_context, sky_scoring and sky_gate_thr need a model with a sky branch")
@@ -126,6 +135,10 @@ def _detector(
         first_level,
         center_sampling,
         center_radius,
+        score_thresh=score_thresh,
+        pre_nms_top_n=pre_nms_top_n,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
         context_size=context_size if sky_context else None,
         sky_gate_thr=sky_gate_thr,
     )
@@ -247,10 +260,11 @@ def model_options(name: str) -> tuple[str, ...]:
 
 
 def build_model(name: str, **kwargs) -> FCOSDetector:
-    """Build the model called ``name`` with the builder's keyword arguments (switches)."""
+    """Build the model called ``name`` with the builder's keyword arguments (switches and
+    :data:`POSTPROCESS_OPTIONS`)."""
     if name not in MODELS:
         raise ModelOptionError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    allowed = model_options(name)
+    allowed = model_options(name) + POSTPROCESS_OPTIONS
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ModelOptionError(
@@ -262,6 +276,6 @@ def build_model(name: str, **kwargs) -> FCOSDetector:
     except ModelOptionError:
         raise
     except (ValueError, TypeError, RuntimeError) as exc:  # a value of the right type the layers refuse
-        switches = " ".join(f"{key}={value}" for key, value in kwargs.items())
+        switches = " ".join(f"{k}={v}" for k, v in kwargs.items() if k not in POSTPROCESS_OPTIONS)
         reason = str(exc).strip().split("\n")[0] or type(exc).__name__
         raise ModelOptionError(f"model {name} cannot be built with {switches}: {reason}") from None
