@@ -48,7 +48,7 @@ from bafenet.data.synthetic import write_synthetic_devkit
 from bafenet.engine.evaluate import (
     SIZE_GROUPS,
     Prediction,
-    evaluate,
+    evaluate_with_config,
     metrics_by_frame_size,
     prediction_metrics,
 )
@@ -381,14 +381,8 @@ def sky_gate_record(
     filtered at that threshold.
     """
     subset = Subset(train_set, range(0, len(train_set), every))
-    _, details = evaluate(
-        model,
-        subset,
-        EvalGeometry.from_config(cfg),
-        cfg.eval,
-        torch.device("cpu"),
-        progress=False,
-        keep_predictions=True,
+    _, details = evaluate_with_config(
+        model, subset, cfg, torch.device("cpu"), progress=False, keep_predictions=True
     )
     threshold, train_map07 = choose_gate_threshold(details["predictions"], cfg.eval, grid)
     gated = prediction_metrics(gate_predictions(val_predictions, threshold), cfg.eval)
@@ -426,13 +420,8 @@ def complete_records(runs: list[Run], data: str, results_dir: Path, work: Path) 
         model, cfg, _ = load_trained_model(weights, torch.device("cpu"))
         if val_set is None:
             val_set = open_dataset(data, "val_v2")
-        metrics, details = evaluate(
-            model,
-            val_set,
-            EvalGeometry.from_config(cfg),
-            cfg.eval,
-            torch.device("cpu"),
-            keep_predictions=True,
+        metrics, details = evaluate_with_config(
+            model, val_set, cfg, torch.device("cpu"), keep_predictions=True
         )
         recorded = record["metrics"]["mAP07"]
         if abs(metrics["mAP07"] - recorded) > 2e-3:

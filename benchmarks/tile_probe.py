@@ -16,8 +16,8 @@ import time
 import torch
 
 from bafenet.data import open_dataset
-from bafenet.engine.evaluate import evaluate, frame_size_group
-from bafenet.engine.inference import EvalGeometry, load_trained_model
+from bafenet.engine.evaluate import evaluate_with_config, frame_size_group
+from bafenet.engine.inference import load_trained_model
 
 
 def first_frames_by_size(dataset: torch.utils.data.Dataset, n: int) -> dict[str, list[int]]:
@@ -46,9 +46,10 @@ def main() -> None:
     subset = torch.utils.data.Subset(dataset, first_frames_by_size(dataset, args.n)["large"])
     for protocol, tile in (("native", 0), ("tiles", 384), ("tiles", 768)):
         eval_cfg = dataclasses.replace(cfg.eval, protocol=protocol, tile_size=tile or 1024, tile_overlap=32)
-        geometry = EvalGeometry.from_config(dataclasses.replace(cfg, eval=eval_cfg))
         start = time.time()
-        metrics, _ = evaluate(model, subset, geometry, eval_cfg, torch.device("cpu"), progress=False)
+        metrics, _ = evaluate_with_config(
+            model, subset, dataclasses.replace(cfg, eval=eval_cfg), torch.device("cpu"), progress=False
+        )
         print(
             protocol,
             tile,

@@ -26,8 +26,8 @@ import torch
 from bafenet.config import config_to_dict
 from bafenet.data import open_dataset
 from bafenet.engine.checkpoint import load_checkpoint, save_checkpoint
-from bafenet.engine.evaluate import evaluate, operating_point
-from bafenet.engine.inference import EvalGeometry, load_trained_model
+from bafenet.engine.evaluate import evaluate_with_config, operating_point
+from bafenet.engine.inference import load_trained_model
 from bafenet.fileio import write_text
 
 METRICS = [
@@ -60,7 +60,7 @@ def measure_operating_point(path: Path, data: Path, split: str, expected_map07: 
     """Evaluate the released file on ``split`` (its own eval settings) and return its operating point."""
     model, cfg, _ = load_trained_model(path, torch.device("cpu"))
     dataset = open_dataset(data, split)
-    metrics, _ = evaluate(model, dataset, EvalGeometry.from_config(cfg), cfg.eval, torch.device("cpu"))
+    metrics, _ = evaluate_with_config(model, dataset, cfg, torch.device("cpu"))
     if abs(metrics["mAP07"] - expected_map07) > 2e-3:
         raise SystemExit(
             f"{path}: {split} mAP07 {metrics['mAP07']:.4f} differs from the results' {expected_map07:.4f}"

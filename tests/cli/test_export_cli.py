@@ -110,6 +110,7 @@ def test_val_on_onnxruntime_equals_pytorch(
 ) -> None:
     expected, expected_preds = _val(weights, devkit, tmp_path / "torch")
     got, got_preds = _val(onnx_file, devkit, tmp_path / "ort", "--backend", "onnxruntime")
+    assert (expected["backend"], got["backend"]) == ("torch", "onnxruntime")
     assert expected["num_pred"] > 0 and got["num_pred"] == expected["num_pred"]
     assert got["mAP07"] == pytest.approx(expected["mAP07"], abs=0.002)
     assert got["recall"] == pytest.approx(expected["recall"], abs=0.002)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from tiny_training import TINY_RECIPE, train_env
 
-from bafenet.config import ConfigError, load_config
+from bafenet.config import ConfigError, config_to_dict, load_config
 from bafenet.data import transforms
 from bafenet.data.sample import Sample
 from bafenet.data.synthetic import write_synthetic_devkit
 from bafenet.engine.checkpoint import load_checkpoint
-from bafenet.engine.inference import EvalGeometry, load_trained_model
+from bafenet.engine.inference import EvalGeometry, checkpoint_config, load_trained_model
 from bafenet.engine.setup import build_model_from_config
 from bafenet.errors import BafenetError, DataError
 
@@ -80,6 +80,19 @@ def test_post_processing_is_built_into_the_model_from_eval_settings() -> None:
         ConfigError, match=r"^model.kwargs.nms_thresh: post-processing is set by eval.nms_iou$"
     ):
         build_model_from_config(cfg)
+
+
+def test_checkpoint_config_applies_overrides_and_checks_the_stated_threshold() -> None:
+    stored = config_to_dict(load_config(None, ["model.weights_backbone=imagenet"]))
+    ckpt = {"config": stored, "metadata": {"operating_score_thr": 0.4}}
+    cfg = checkpoint_config(ckpt, "w.pt", ["eval.scale=3"])
+    assert cfg.eval.scale == 3 and cfg.model.weights_backbone is None  # the file holds every weight
+    assert ckpt["config"] == stored  # the stored config is left as it is
+    with pytest.raises(ConfigError, match=r"^w.onnx \+ overrides eval.scale=-1: "):
+        checkpoint_config(ckpt, "w.onnx", ["eval.scale=-1"])
+    ckpt["metadata"]["operating_score_thr"] = 2
+    with pytest.raises(DataError, match="w.onnx: checkpoint metadata.operating_score_thr 2 is not a score"):
+        checkpoint_config(ckpt, "w.onnx")
 
 
 def test_unknown_backend_is_one_line(tmp_path: Path) -> None:

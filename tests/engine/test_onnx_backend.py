@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -179,6 +180,45 @@ def test_files_that_are_not_bafenet_onnx_files_fail_clearly(tmp_path: Path) -> N
     with pytest.raises(BafenetError, match="opset must be in 11..20, got 9"):
         export_model(weights, tmp_path / "old.onnx", opset=9)
     assert not (tmp_path / "old.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("stored", "overrides", "message"),
+    [
+        ({"bafenet.config": "[1]"}, [], ": broken bafenet metadata (bafenet.config is not a mapping)"),
+        ({"bafenet.metadata": "[1]"}, [], ": broken bafenet metadata (bafenet.metadata is not a mapping)"),
+        (
+            {"bafenet.metadata": '{"operating_score_thr": 2}'},
+            [],
+            ": checkpoint metadata.operating_score_thr 2 is not a score threshold in [0, 1]",
+        ),
+        ({}, ["eval.scale=-1"], " + overrides eval.scale=-1: eval.scale must be > 0"),
+    ],
+)
+def test_bad_stored_config_metadata_or_overrides_fail_clearly(
+    stored: dict[str, str], overrides: list[str], message: str, tmp_path: Path
+) -> None:
+    """The file's config and metadata are checked as a checkpoint's are (one line naming the file)."""
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    proto = onnx.helper.make_model(graph)
+    props = {
+        "bafenet.format": "bafenet-onnx",
+        "bafenet.format_version": "1",
+        "bafenet.model_name": "fcos_hr",
+        "bafenet.config": json.dumps(config_to_dict(load_config(None))),
+        "bafenet.metadata": "{}",
+        **stored,
+    }
+    onnx.helper.set_model_props(proto, props)
+    path = tmp_path / "edited.onnx"
+    onnx.save(proto, str(path))
+    with pytest.raises(BafenetError, match=f"^{re.escape(f'{path}{message}')}$"):
+        load_onnx_model(path, CPU, overrides=overrides)
 
 
 @pytest.mark.parametrize("package", ["onnx", "onnxruntime"])

@@ -58,7 +58,9 @@ def test_context_model_trains_and_infers_on_an_odd_frame(name):
         if step == 0:
             missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
             assert missing == []
-            for part in (model.head.context_pred, model.head.sky_fuse, model.head.sky_scoring):
+            parts = [model.head.context_pred, model.head.sky_scoring]
+            parts += [model.head.sky_fuse] if name == "bafenet_hr" else []  # feeds the exchange
+            for part in parts:
                 assert any(p.grad.abs().sum() > 0 for p in part.parameters())
         optimizer.step()
     model.eval()
@@ -105,13 +107,15 @@ def test_context_model_needs_the_context_in_training():
         model(images, targets)
 
 
-def test_context_model_sky_map_starts_from_the_context_map():
-    """The high-resolution sky logit is a correction added to the resampled context logit: with
-    the correction's predictor at zero, the sky output is the context map resampled."""
+@pytest.mark.parametrize("name", SKY_MODELS)
+def test_context_model_sky_map_is_the_context_map(name):
+    """With sky_context the sky logit of every level is the context sky logit resampled onto
+    it; no high-resolution sky predictor is built, and the high-resolution sky tower runs only
+    to feed an exchange."""
     torch.manual_seed(0)
-    model = build_model("fcos_seg_hr", sky_context=True, context_size=64, **TINY).eval()
-    nn.init.zeros_(model.head.sky_pred.weight)
-    nn.init.zeros_(model.head.sky_pred.bias)
+    model = build_model(name, sky_context=True, context_size=64, **TINY).eval()
+    assert model.head.sky_pred is None
+    assert (model.head.sky_fuse is not None) == (name == "bafenet_hr")
     frame = torch.rand(1, 1, 96, 128) * 255
     with torch.no_grad():
         outputs = model.head_outputs(frame)

@@ -62,8 +62,8 @@ def _demo(args: argparse.Namespace) -> int:
     from bafenet.data.stats import dataset_stats, summary_lines, write_stats_report
     from bafenet.data.synthetic import write_synthetic_devkit
     from bafenet.engine.distributed import local_device, threads_beside_load
-    from bafenet.engine.evaluate import evaluate
-    from bafenet.engine.inference import DEFAULT_SCORE_THR, EvalGeometry, load_trained_model
+    from bafenet.engine.evaluate import evaluate_with_config
+    from bafenet.engine.inference import DEFAULT_SCORE_THR, load_trained_model
     from bafenet.engine.predict import draw_prediction
     from bafenet.engine.report import format_table, write_eval_outputs
     from bafenet.engine.runs import new_run_dir
@@ -117,14 +117,8 @@ def _demo(args: argparse.Namespace) -> int:
     print("[4/6] validation of the trained weights")
     model, cfg, _ = load_trained_model(run_dir / "last.pt", device)
     val_set = open_dataset(data, cfg.eval.split)
-    metrics, details = evaluate(
-        model,
-        val_set,
-        EvalGeometry.from_config(cfg),
-        cfg.eval,
-        device,
-        progress=not args.no_progress,
-        keep_predictions=True,
+    metrics, details = evaluate_with_config(
+        model, val_set, cfg, device, progress=not args.no_progress, keep_predictions=True
     )
     print(format_table(metrics))
     eval_files = write_eval_outputs(out / "val", metrics, details)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from bafenet.cli.val import add_geometry_arguments, geometry_overrides
+from bafenet.cli.val import add_backend_argument, add_geometry_arguments, geometry_overrides
 from bafenet.data.imageio import read_image
 from bafenet.data.video import VideoReader
 from bafenet.engine.outputs import DETECTIONS_CSV, PREDICTIONS_JSON, FrameOrigin, PredictionOutputs
@@ -215,13 +215,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keep detections at or above (default: the checkpoint's operating point, else 0.3)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument(
-        "--backend",
-        choices=["torch", "onnxruntime"],
-        default="torch",
-        help="onnxruntime: run a .onnx file of bafenet export (a .pt is exported first), float32; "
-        "needs bafenet[export]",
-    )
+    add_backend_argument(p)
     p.add_argument("--batch-size", type=_positive_int, default=1, help="frames per forward pass (default 1)")
     p.add_argument("--recursive", action="store_true", help="also take the files in sub-folders of a folder")
     p.add_argument("--save-sky", action="store_true", help="write the model's sky map of each frame as PNG")

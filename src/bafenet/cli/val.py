@@ -8,6 +8,17 @@ from pathlib import Path
 from bafenet.engine.runs import new_run_dir
 
 
+def add_backend_argument(p: argparse.ArgumentParser) -> None:
+    """``--backend``, shared by ``val`` and ``predict``: what runs the network."""
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime"],
+        default="torch",
+        help="onnxruntime: run a .onnx file of bafenet export (a .pt is exported first), float32; "
+        "needs bafenet[export]",
+    )
+
+
 def add_geometry_arguments(p: argparse.ArgumentParser) -> None:
     """The evaluation-geometry flags shared by ``val`` and ``predict`` (eval.* overrides)."""
     g = p.add_argument_group("input geometry (default: the checkpoint's eval settings)")
@@ -51,8 +62,8 @@ def geometry_overrides(args: argparse.Namespace) -> list[str]:
 def _val(args: argparse.Namespace) -> int:
     from bafenet.data import open_dataset
     from bafenet.engine import distributed as dist_utils
-    from bafenet.engine.evaluate import SIZE_GROUPS, evaluate, metrics_by_frame_size
-    from bafenet.engine.inference import EvalGeometry, load_trained_model, operating_score_thr
+    from bafenet.engine.evaluate import SIZE_GROUPS, evaluate_with_config, metrics_by_frame_size
+    from bafenet.engine.inference import load_trained_model, operating_score_thr
     from bafenet.engine.report import check_eval_out, format_table, write_eval_outputs
     from bafenet.paths import resolve_data_root
 
@@ -70,14 +81,8 @@ def _val(args: argparse.Namespace) -> int:
         check_eval_out(args.out)  # refuse a bad output folder before the work
     stated_thr, stated_source = operating_score_thr(ckpt)
     stated_thr = None if stated_source == "default" else stated_thr  # the checkpoint states none
-    metrics, details = evaluate(
-        model,
-        dataset,
-        EvalGeometry.from_config(cfg),
-        cfg.eval,
-        device,
-        keep_predictions=True,
-        stated_score_thr=stated_thr,
+    metrics, details = evaluate_with_config(
+        model, dataset, cfg, device, keep_predictions=True, stated_score_thr=stated_thr
     )
     by_size = metrics_by_frame_size(details["predictions"], cfg.eval, stated_thr)
     if stated_thr is not None:
@@ -86,12 +91,16 @@ def _val(args: argparse.Namespace) -> int:
     metrics["weights"] = str(args.weights)
     metrics["split"] = cfg.eval.split
     metrics["protocol"] = cfg.eval.protocol
+    metrics["backend"] = args.backend
     out = (
         Path(args.out)
         if args.out
         else new_run_dir(Path(args.project) / "val", Path(args.weights).parent.name)
     )
-    print(f"{ckpt['model_name']} on {root} split {cfg.eval.split} ({cfg.eval.protocol} protocol)")
+    print(
+        f"{ckpt['model_name']} on {root} split {cfg.eval.split} "
+        f"({cfg.eval.protocol} protocol, {args.backend} backend)"
+    )
     print(format_table(metrics))
     for group, values in by_size.items():
         numbers = ", ".join(f"{k} {values[k]:.4f}" for k in ("mAP07", "mAP12", "recall", "strict_mAP07"))
@@ -110,13 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split to evaluate (default: the config's eval.split)")
     p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (same results)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument(
-        "--backend",
-        choices=["torch", "onnxruntime"],
-        default="torch",
-        help="onnxruntime: run a .onnx file of bafenet export (a .pt is exported first), float32; "
-        "needs bafenet[export]",
-    )
+    add_backend_argument(p)
     add_geometry_arguments(p)
     p.add_argument("--out", default=None, help="output folder (default: runs/val/NAME)")
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from bafenet.config import EvalConfig
+from bafenet.config import Config, EvalConfig
 from bafenet.data.sample import Sample
 from bafenet.engine.distributed import all_gather_objects, is_main_process, rank, world_size
 from bafenet.engine.inference import EvalGeometry
@@ -153,6 +153,29 @@ def evaluate(
         "predictions": predictions,
     }
     return metrics, details
+
+
+def evaluate_with_config(
+    model: nn.Module,
+    dataset: Any,
+    cfg: Config,
+    device: torch.device,
+    progress: bool = True,
+    keep_predictions: bool = False,
+    stated_score_thr: float | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`evaluate` with the evaluation settings of ``cfg`` (a trained model's config):
+    the geometry of ``EvalGeometry.from_config(cfg)`` and the matching of ``cfg.eval``."""
+    return evaluate(
+        model,
+        dataset,
+        EvalGeometry.from_config(cfg),
+        cfg.eval,
+        device,
+        progress=progress,
+        keep_predictions=keep_predictions,
+        stated_score_thr=stated_score_thr,
+    )
 
 
 def model_sky_at_centers(

@@ -2,7 +2,7 @@
 benchmarks and the Python API (:mod:`bafenet.api`).
 
 * :func:`load_trained_model` reads a checkpoint (weights-only) into a model in eval mode
-  with its config;
+  with its config (:func:`checkpoint_config`: the stored config with the caller's overrides);
 * :class:`EvalGeometry`, built from the config's ``eval`` section, is the one place that
   decides how a frame becomes network input (resize / native / tiles, the input-size
   checks, autocast) and how detections come back to the frame.
@@ -66,6 +66,22 @@ def load_trained_model(
         return load_onnx_model(weights, device, overrides=list(overrides))
     path = Path(weights)
     ckpt = load_checkpoint(path)
+    cfg = checkpoint_config(ckpt, path, overrides)
+    model = build_model_from_config(cfg)
+    load_weights(model, ckpt, path=path)
+    return model.to(device).eval(), cfg, ckpt
+
+
+def checkpoint_config(ckpt: dict[str, Any], path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """The config a checkpoint-like dict stores (``ckpt["config"]``), updated by ``overrides``.
+
+    The operating threshold it states (:func:`operating_score_thr`) is checked too, and
+    ``model.weights_backbone`` is cleared: the file holds every weight. ``path`` is the file
+    named in errors (a ``.pt`` checkpoint or an exported ``.onnx``).
+
+    Raises:
+        ConfigError / DataError: one line naming the file (and the overrides) and the problem.
+    """
     overrides = list(overrides)
     raw = copy.deepcopy(ckpt["config"])
     try:
@@ -79,10 +95,8 @@ def load_trained_model(
         operating_score_thr(ckpt)
     except BafenetError as exc:
         raise DataError(path, str(exc)) from None
-    cfg.model.weights_backbone = None  # the checkpoint holds every weight
-    model = build_model_from_config(cfg)
-    load_weights(model, ckpt, path=path)
-    return model.to(device).eval(), cfg, ckpt
+    cfg.model.weights_backbone = None
+    return cfg
 
 
 def operating_score_thr(ckpt: dict[str, Any]) -> tuple[float, str]:

@@ -13,7 +13,6 @@ onnx and onnxruntime are optional (``pip install bafenet[export]``).
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import tempfile
@@ -27,8 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bafenet.config import Config, ConfigError, apply_override, config_from_dict, config_to_dict
-from bafenet.engine.inference import load_trained_model, operating_score_thr
+from bafenet.config import Config, config_to_dict
+from bafenet.engine.inference import checkpoint_config, load_trained_model
 from bafenet.engine.setup import build_model_from_config
 from bafenet.errors import BafenetError, DataError
 from bafenet.models.context import resample_context, whole_image_context
@@ -132,8 +131,8 @@ def load_onnx_model(
         raise DataError(path, f"not a readable ONNX file ({_first_line(exc)})") from None
     if any(onnx.external_data_helper.uses_external_data(t) for t in proto.graph.initializer):
         raise DataError(path, "its weights are in external data files, which bafenet does not read")
-    ckpt, cfg = _read_metadata(path, proto, list(overrides))
-    cfg.model.weights_backbone = None
+    ckpt = _read_metadata(path, proto)
+    cfg = checkpoint_config(ckpt, path, overrides)
     with torch.device("meta"):  # the post-processing settings only: no weights are allocated
         postprocessor = build_model_from_config(cfg)
     options = ort.SessionOptions()
@@ -172,8 +171,8 @@ def load_onnx_model(
     return OnnxDetector(postprocessor, *sessions, name=str(path)), cfg, ckpt
 
 
-def _read_metadata(path: Path, proto: Any, overrides: list[str]) -> tuple[dict[str, Any], Config]:
-    """(checkpoint-like dict, config updated by ``overrides``) stored in the file's metadata."""
+def _read_metadata(path: Path, proto: Any) -> dict[str, Any]:
+    """The checkpoint-like dict (``model_name``, ``config``, ``metadata``) stored in the file's metadata."""
     props = {prop.key: prop.value for prop in proto.metadata_props}
     if props.get("bafenet.format") != FORMAT:
         raise DataError(path, "not an ONNX file written by bafenet export (no bafenet metadata)")
@@ -188,18 +187,10 @@ def _read_metadata(path: Path, proto: Any, overrides: list[str]) -> tuple[dict[s
         }
     except (KeyError, json.JSONDecodeError) as exc:
         raise DataError(path, f"broken bafenet metadata ({exc})") from None
-    raw = copy.deepcopy(ckpt["config"])
-    try:
-        for override in overrides:
-            apply_override(raw, override)
-        cfg = config_from_dict(raw)
-        operating_score_thr(ckpt)
-    except ConfigError as exc:
-        where = f"{path} + overrides {' '.join(overrides)}" if overrides else str(path)
-        raise ConfigError(f"{where}: {exc}") from None
-    except BafenetError as exc:
-        raise DataError(path, str(exc)) from None
-    return ckpt, cfg
+    for key in ("config", "metadata"):
+        if not isinstance(ckpt[key], dict):
+            raise DataError(path, f"broken bafenet metadata (bafenet.{key} is not a mapping)")
+    return ckpt
 
 
 def _postprocess_setting(name: str) -> property:

@@ -8,10 +8,12 @@ feature (in input pixels), one sky logit from the sky feature. The regression br
 sees the cross-task module.
 
 Two switches beyond the official head (both off by default, then nothing is built):
-``sky_context`` adds the whole-frame context sky logit, resampled onto the level, to the sky
-tower's output through a learned 1x1 conv (1 -> C channels, no bias), so the sky logit and the
-cross-task module both get context-aware sky features, and adds the context sky predictor
-(:mod:`bafenet.models.context`); ``sky_scoring`` adds the sky logit to the class logit,
+``sky_context`` builds the context sky predictor (:mod:`bafenet.models.context`) and makes
+the whole-frame context sky logit, resampled onto each level, the level's sky logit (no
+high-resolution sky predictor: crops alone teach a local sky head biases that do not hold
+on whole frames); with a cross-task module the high-resolution sky tower still runs, its
+output plus the context logit through a learned 1x1 conv (1 -> C channels, no bias) being
+the sky features of the exchange; ``sky_scoring`` adds the sky logit to the class logit,
 ``cls + w_l * sky + b_l`` per level (:class:`SkyScoring`).
 
 Init as the official head: every ``nn.Conv2d`` of the head (towers, predictors, LSK,
@@ -95,8 +97,9 @@ class FCOSHead(nn.Module):
             requires ``with_sky``.
         prior_prob: initial foreground probability of the class logits (0.01).
         tower_depth: conv blocks per tower (4, the official head).
-        sky_context: add the resampled whole-frame context sky logit to the sky features and
-            build the context sky predictor (requires ``with_sky``).
+        sky_context: build the context sky predictor; the resampled whole-frame context sky
+            logit is the sky logit of every level and, with ``cross_task``, is added to the
+            exchange's sky features (requires ``with_sky``).
         sky_scoring: sky-conditioned class logits, :class:`SkyScoring` (requires ``with_sky``).
     """
 
@@ -127,14 +130,16 @@ class FCOSHead(nn.Module):
         self.cls_pred = _predictor(channels, num_classes)
         self.box_pred = _predictor(channels, 4)
         self.centerness_pred = _predictor(channels, 1)
-        self.sky_pred = _predictor(channels, 1) if with_sky else None
+        # with sky_context the sky map is the context's: no high-resolution sky predictor
+        self.sky_pred = _predictor(channels, 1) if with_sky and not sky_context else None
         self.scales = nn.ModuleList(Scale(1.0) for _ in range(num_levels))
         # built only when switched on: off, the head has exactly the plain head's parameters
         self.sky_fuse = None
         self.context_pred = None
         if sky_context:
-            self.sky_fuse = nn.Conv2d(1, channels, 1, bias=False)  # context sky logit -> sky features
             self.context_pred = _predictor(channels, 1)
+            if cross_task is not None:  # context sky logit -> the sky features of the exchange
+                self.sky_fuse = nn.Conv2d(1, channels, 1, bias=False)
         self.sky_scoring = SkyScoring(num_levels) if sky_scoring else None
         self._init_weights(prior_prob)
 
@@ -152,7 +157,7 @@ class FCOSHead(nn.Module):
 
     @property
     def with_context(self) -> bool:
-        return self.sky_fuse is not None
+        return self.context_pred is not None
 
     def context_sky(self, features: list[Tensor]) -> list[Tensor]:
         """Context pyramid levels -> per level context sky logits (B, 1, h_l, w_l) (the shared
@@ -176,16 +181,19 @@ class FCOSHead(nn.Module):
             cls = self.cls_tower(x)
             reg = self.reg_tower(x)
             sky_logit = None
-            if self.sky_tower is not None:
-                sky = self.sky_tower(x)
-                if self.sky_fuse is not None:  # sky + sky_fuse(context): one pass over the map
+            if sky_context is not None:
+                sky_logit = sky_context[level]
+                if self.cross_task is not None:  # sky features + sky_fuse(context): one pass
+                    sky = self.sky_tower(x)
                     weight = self.sky_fuse.weight.to(sky.dtype).view(1, -1, 1, 1)
-                    sky = torch.addcmul(sky, sky_context[level].to(sky.dtype), weight)
+                    sky = torch.addcmul(sky, sky_logit.to(sky.dtype), weight)
+                    sky, cls = self.cross_task(sky, cls)
+                sky_logits.append(sky_logit)
+            elif self.sky_tower is not None:
+                sky = self.sky_tower(x)
                 if self.cross_task is not None:
                     sky, cls = self.cross_task(sky, cls)
                 sky_logit = self.sky_pred(sky)
-                if sky_context is not None:  # a high-resolution correction of the context sky map
-                    sky_logit = sky_logit + sky_context[level].to(sky_logit.dtype)
                 sky_logits.append(sky_logit)
             cls_logit = self.cls_pred(cls)
             if self.sky_scoring is not None:
