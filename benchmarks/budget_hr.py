@@ -13,6 +13,9 @@ The sky ablation, three seeds each (``<configuration>_s0`` .. ``_s2``):
 * ``fcos_seg_hr_ctx``: sky branch with the whole-frame sky context, no exchange;
 * ``bafenet_hr_ctx``: the full model, its cross-task exchange fed by the context-aware sky;
 * ``fcos_seg_hr_ctx_scoring``: sky context and sky-conditioned scoring;
+* ``fcos_hr_bg``: ``fcos_hr`` with a quarter of the training crops placed uniformly over the
+  frame instead of near a target (``data.input.background_crop_prob=0.25``), the first
+  large-frame candidate: target-free background and ground clutter seen in training;
 * and, for every sky model, the post-hoc sky gate (``budget_common.sky_gate_record``): its
   threshold chosen by mAP07 on every 4th ``train_v2`` frame, applied to the ``val_v2``
   detections.
@@ -53,6 +56,11 @@ RUNS = [
         "fcos_seg_hr_ctx_scoring",
         "sky context + sky-conditioned scoring",
         ["model.name=fcos_seg_hr", *CONTEXT, "model.kwargs.sky_scoring=true"],
+    ),
+    *seeded_runs(
+        "fcos_hr_bg",
+        "no sky branch, a quarter of the crops uniform over the frame",
+        ["model.name=fcos_hr", "data.input.background_crop_prob=0.25"],
     ),
     # older runs: no sky context, one budget of 40 minutes on another CPU
     Run("bafenet_hr", "high-resolution BAFE-Net, seed 0", ["model.name=bafenet_hr"]),

@@ -85,6 +85,7 @@ def test_unknown_key_lists_the_valid_ones(tmp_path: Path) -> None:
         ("train.milestones=8", "train.milestones: expected a list"),
         ("train.milestones=[16, 8]", "train.milestones must be increasing"),
         ("data.flip_prob=1.5", r"data.flip_prob must be in \[0, 1\]"),
+        ("data.input.background_crop_prob=-0.1", r"data.input.background_crop_prob must be in \[0, 1\]"),
         ("data=3", "data must be a mapping"),
         ("train.epochs", "not of the form section.key=value"),
         ("train.epochs.max=3", "train.epochs: expected an integer, got {'max': 3}"),

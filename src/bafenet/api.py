@@ -53,13 +53,17 @@ class Result:
     name: str | None  # file stem or given name
     score_thr: float
 
-    def plot(self, zoom: bool = True) -> np.ndarray:
+    def plot(self, zoom: bool = True, enlarge: bool = True) -> np.ndarray:
         """(H', W', 3) uint8 RGB overlay: sky tinted blue, boxes in red with their scores.
 
-        Small frames are drawn enlarged and, with ``zoom``, an inset enlarges the densest
-        detections, so 3-px boxes stay visible (:func:`bafenet.viz.detection_overlay`).
+        With ``enlarge``, frames under 1024 px are drawn enlarged; with ``zoom``, an inset
+        enlarges the densest detections, so 3-px boxes stay visible
+        (:func:`bafenet.viz.detection_overlay`). ``enlarge=False`` keeps the frame's size (a
+        video's annotated frames: 4x fewer pixels to encode).
         """
-        return detection_overlay(self.image, self.boxes, self.scores, self.sky, zoom=zoom)
+        return detection_overlay(
+            self.image, self.boxes, self.scores, self.sky, zoom=zoom, min_side=1024 if enlarge else 0
+        )
 
 
 class Detector:

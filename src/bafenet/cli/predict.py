@@ -63,7 +63,8 @@ def _predict(args: argparse.Namespace) -> int:
         no_sky = False
         frames = _read_frames(inputs, failed)
         for frame, result in _predict_batches(detector, frames, args.batch_size, failed):
-            overlay = result.plot() if outputs.draw else None
+            # a video keeps its size (its inset still zooms on the targets)
+            overlay = result.plot(enlarge=frame.index is None) if outputs.draw else None
             outputs.add(frame, result.boxes, result.scores, result.image.shape, overlay, result.sky)
             no_sky = no_sky or result.sky is None
             bar.update()
