@@ -19,3 +19,7 @@ class DataError(BafenetError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self) -> tuple[type[DataError], tuple[Path, str]]:
+        # rebuilt from both arguments, so it crosses process boundaries (multiprocessing pools)
+        return (type(self), (self.path, self.problem))
