@@ -12,6 +12,15 @@ Compute differs between CPUs, so every session first times a fixed reference for
 benchmark may state its budget at a reference CPU: ``minutes = reference minutes x (ms here /
 reference ms)``. The tables compare records of one CPU model only.
 
+``--by-images`` turns the wall-clock budget into an image budget, the same on any machine and
+under any load: each configuration's training images per second are measured once on this
+CPU (:func:`measure_images_per_s`: one epoch of at most two minutes, in a quiet moment), and
+every run of it then trains for ``images/s x budget minutes x 60`` images
+(``train.max_images``; the lr drops after 80 % of them), whatever else the machine runs and on
+whichever device (``--device``). The measured rates and budgets are kept in
+``<results>/image_budgets.json``, so all seeds of a configuration share one budget across
+sessions.
+
 Sky models also get the post-hoc sky gate (:func:`sky_gate_record`): its threshold is chosen
 on a fixed subset of the training split (every :data:`GATE_EVERY`-th frame) by mAP07, from one
 inference pass that keeps each detection's own sky probability; the gated ``val_v2`` metrics
@@ -53,7 +62,7 @@ from bafenet.engine.evaluate import (
     prediction_metrics,
 )
 from bafenet.engine.inference import EvalGeometry, load_trained_model
-from bafenet.engine.trainer import train
+from bafenet.engine.trainer import Trainer, train
 from bafenet.fileio import write_json, write_text
 from bafenet.models.zoo import model_options
 
@@ -212,8 +221,10 @@ def budget_minutes(reference_minutes: float, calibration_ms: float) -> float:
 
 
 # ------------------------------------------------------------------------------ one run
-def budget_overrides(data: str, minutes: float, seed: int, workers: int = 1) -> list[str]:
-    """What every budget run sets on top of its config file: data, budget, seed, CPU.
+def budget_overrides(
+    data: str, minutes: float, seed: int, workers: int = 1, device: str = "cpu"
+) -> list[str]:
+    """What every budget run sets on top of its config file: data, budget, seed, device.
 
     Training stops after ``minutes`` of wall time (the lr drops x0.1 after 80 % of it), the
     final weights are validated once on ``val_v2``.
@@ -230,7 +241,7 @@ def budget_overrides(data: str, minutes: float, seed: int, workers: int = 1) -> 
         "train.val_interval=100000",
         f"train.max_time_minutes={minutes}",
         "train.time_milestones=[0.8]",
-        "train.device=cpu",
+        f"train.device={device}",
         f"train.seed={seed}",
     ]
 
@@ -259,14 +270,67 @@ def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
     return statistics.median(times[1:])
 
 
+RATE_SECONDS = 120.0  # longest timing of one configuration's training throughput
+
+
+def measure_images_per_s(cfg: Config, work: Path, seconds: float = RATE_SECONDS) -> float:
+    """Training images per second of ``cfg`` on this machine's CPU with the calibration's
+    threads: one epoch, stopped after ``seconds`` of steps, no validation (data loading and
+    the first steps counted, as in a timed run). Needs a quiet machine."""
+    train_cfg = dataclasses.replace(cfg.train, max_time_minutes=seconds / 60.0, max_images=None, device="cpu")
+    run_dir = work / "_images_per_s"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(CALIBRATION_THREADS)
+    try:
+        trainer = Trainer(dataclasses.replace(cfg, train=train_cfg), run_dir, progress=False)
+        trainer.train_epoch(0)
+        trainer.logger.close()
+    finally:
+        torch.set_num_threads(threads)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return trainer.state.images_seen / max(trainer.state.train_seconds, 1e-9)
+
+
+def image_budget(run: Run, cfg: Config, budget: Budget, results_dir: Path, work: Path) -> dict[str, Any]:
+    """The image budget of ``run``'s configuration: read from ``image_budgets.json``, or
+    measured now (:func:`measure_images_per_s` x ``budget.minutes``) and stored there."""
+    path = results_dir / "image_budgets.json"
+    budgets = json.loads(path.read_text()) if path.exists() else {}
+    if run.config not in budgets:
+        rate = measure_images_per_s(cfg, work)
+        budgets[run.config] = {
+            "max_images": max(1, round(rate * budget.minutes * 60.0)),
+            "images_per_s": rate,
+            "minutes": budget.minutes,
+            "cpu_model": budget.calibration["cpu_model"],
+            "calibration_ms": budget.calibration["ms"],
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_json(path, budgets)
+        print(f"{run.config}: {rate:.2f} images/s -> {budgets[run.config]['max_images']} images per run")
+    return budgets[run.config]
+
+
 def _numbers(metrics: dict[str, Any]) -> dict[str, float | int]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
-def run_one(run: Run, overrides: list[str], work: Path, budget: Budget, frame_reps: int = 3) -> dict:
-    """Train ``run`` for its budget, evaluate the final weights, return the result record."""
+def run_one(
+    run: Run,
+    overrides: list[str],
+    work: Path,
+    budget: Budget,
+    frame_reps: int = 3,
+    images: dict[str, Any] | None = None,
+) -> dict:
+    """Train ``run`` for its budget (``images``: an :func:`image_budget` instead of the wall
+    time), evaluate the final weights, return the result record."""
     base = PACKAGED_CONFIGS / run.base
     all_overrides = [*overrides, *run.overrides]
+    if images is not None:
+        all_overrides += [f"train.max_images={images['max_images']}", "train.max_time_minutes=null"]
     cfg = load_config(base, all_overrides)
     run_dir = work / run.name
     shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again from scratch
@@ -283,8 +347,9 @@ def run_one(run: Run, overrides: list[str], work: Path, budget: Budget, frame_re
         "model": cfg.model.name,
         "base_config": run.base,
         "overrides": all_overrides,
-        "minutes": cfg.train.max_time_minutes,
-        "budget": budget.record(),
+        "minutes": cfg.train.max_time_minutes if images is None else images["minutes"],
+        "budget": budget.record() if images is None else {**budget.record(), "images": images},
+        "device": cfg.train.device,
         "seed": cfg.train.seed,
         "wall_s": wall,
         "epochs_done": summary.epochs_done,
@@ -309,8 +374,25 @@ def run_one(run: Run, overrides: list[str], work: Path, budget: Budget, frame_re
 def run_all(
     runs: list[Run], args: argparse.Namespace, results_dir: Path, work: Path, budget: Budget
 ) -> dict[str, dict]:
-    """Run (or skip, when finished before) every run; return all records in ``runs`` order."""
+    """Run (or skip, when finished before) every run; return all records in ``runs`` order.
+
+    With ``--by-images``, the image budget of every configuration still to run is measured
+    first, while the machine is quiet, before any training starts.
+    """
     results_dir.mkdir(parents=True, exist_ok=True)
+    todo = [run for run in runs if not (results_dir / f"{run.name}.json").exists()]
+    overrides = {
+        run.name: [
+            *budget_overrides(args.data, budget.minutes, run.seed, args.workers, args.device),
+            *(SMOKE_OVERRIDES if args.smoke else []),
+        ]
+        for run in todo
+    }
+    images: dict[str, dict[str, Any] | None] = {run.name: None for run in todo}
+    if args.by_images:
+        for run in todo:
+            cfg = load_config(PACKAGED_CONFIGS / run.base, [*overrides[run.name], *run.overrides])
+            images[run.name] = image_budget(run, cfg, budget, results_dir, work)
     records: dict[str, dict] = {}
     for run in runs:
         done = results_dir / f"{run.name}.json"
@@ -318,10 +400,8 @@ def run_all(
             print(f"{run.name}: finished before, skipped ({done})")
             records[run.name] = json.loads(done.read_text())
             continue
-        overrides = budget_overrides(args.data, budget.minutes, run.seed, args.workers)
-        if args.smoke:
-            overrides += SMOKE_OVERRIDES
-        record = run_one(run, overrides, work, budget, frame_reps=1 if args.smoke else 3)
+        frame_reps = 1 if args.smoke else 3
+        record = run_one(run, overrides[run.name], work, budget, frame_reps, images=images[run.name])
         record["smoke"] = bool(args.smoke)
         write_json(done, record)
         records[run.name] = record
@@ -643,6 +723,13 @@ def _parse_args(doc: str, runs: list[Run], name: str, default_minutes: float, no
     )
     parser.add_argument("--minutes", type=float, default=None, help=budget_help)
     parser.add_argument("--workers", type=int, default=1, help="data-loader processes")
+    parser.add_argument(
+        "--by-images",
+        action="store_true",
+        help="an image budget per configuration (its images/s here x the minutes), the same on any"
+        " machine and under any load; measured once per configuration, in a quiet moment",
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="training device")
     parser.add_argument("--runs", nargs="*", default=None, choices=names, help="runs to do (default: all)")
     parser.add_argument("--results", default=None, help=f"per-run results folder (benchmarks/results/{name})")
     parser.add_argument("--work", default=None, help=f"run folders, not committed (benchmarks/work/{name})")

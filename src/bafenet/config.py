@@ -114,9 +114,12 @@ class TrainConfig:
     amp: bool = False  # mixed precision (only takes effect on CUDA)
     seed: int = 0
     val_interval: int = 1  # validate every N epochs (and after the last one)
-    max_time_minutes: float | None = None  # wall-clock budget; training stops after the epoch that hits it
-    # with max_time_minutes: fractions of the budget after which lr *= gamma (e.g. [0.8]); for
-    # time-budgeted runs whose epoch count is not known in advance
+    max_time_minutes: float | None = None  # wall-clock budget; training stops at the step that uses it up
+    # image budget: training stops at the step that has seen this many training images (all
+    # ranks); unlike time, the same on every machine and under any load
+    max_images: int | None = None
+    # with a budget: fractions of it after which lr *= gamma (e.g. [0.8]); for budgeted runs
+    # whose epoch count is not known in advance
     time_milestones: list[float] = field(default_factory=list)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -274,9 +277,12 @@ def validate(cfg: Config) -> None:
             "train.time_milestones must be increasing fractions in (0, 1)",
         ),
         (
-            not cfg.train.time_milestones or cfg.train.max_time_minutes is not None,
-            "train.time_milestones need train.max_time_minutes",
+            not cfg.train.time_milestones
+            or cfg.train.max_time_minutes is not None
+            or cfg.train.max_images is not None,
+            "train.time_milestones need train.max_time_minutes or train.max_images",
         ),
+        (cfg.train.max_images is None or cfg.train.max_images > 0, "train.max_images must be > 0"),
         (cfg.eval.scale is None or cfg.eval.scale > 0, "eval.scale must be > 0"),
         (
             cfg.eval.max_side is None or cfg.eval.max_side >= MIN_INPUT_SIDE,

@@ -270,3 +270,57 @@ def test_a_busy_machine_does_not_stretch_the_budget(monkeypatch: pytest.MonkeyPa
     with pytest.raises(SystemExit, match="calibration 1595 ms is over 2 x the reference 638 ms"):
         bc.budget_main("doc", runs, "budget_hr", 40.0, "title", "header", normalised=True)
     assert not results.exists()  # nothing started, nothing written
+
+
+# ------------------------------------------------------------------------------ image budget
+@pytest.fixture(scope="module")
+def tiny_cfg(tmp_path_factory: pytest.TempPathFactory):
+    """The smoke recipe of ``fcos_hr`` on a few synthetic frames."""
+    from bafenet.data.synthetic import write_synthetic_devkit
+
+    devkit = write_synthetic_devkit(
+        tmp_path_factory.mktemp("budget") / "devkit", n=8, seed=0, sizes=((96, 80), (112, 96))
+    )
+    overrides = [*bc.budget_overrides(str(devkit), 1.0, 0, workers=0), *bc.SMOKE_OVERRIDES]
+    overrides += ["model.name=fcos_hr", "data.train_split=train", "data.val_split=val", "eval.split=val"]
+    return load_config(PACKAGED_CONFIGS / "bafenet_hr.yaml", overrides)
+
+
+def test_image_budget_is_measured_once_per_configuration_and_then_shared(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_cfg
+) -> None:
+    calls = []
+
+    def fake_rate(cfg, work, seconds=bc.RATE_SECONDS):
+        calls.append(cfg.train.seed)
+        return 2.5
+
+    monkeypatch.setattr(bc, "measure_images_per_s", fake_rate)
+    budget = bc.Budget(10.0, {"ms": 900.0, "cpu_model": "cpu A"}, reference_minutes=7.0)
+    seed0, seed1 = bc.seeded_runs("fcos_hr", "what", [], seeds=(0, 1))
+    first = bc.image_budget(seed0, tiny_cfg, budget, tmp_path, tmp_path / "work")
+    second = bc.image_budget(seed1, tiny_cfg, budget, tmp_path, tmp_path / "work")
+    assert len(calls) == 1 and first == second
+    assert first["max_images"] == 1500 and first["images_per_s"] == 2.5  # 2.5 images/s x 600 s
+    assert first["cpu_model"] == "cpu A" and first["calibration_ms"] == 900.0
+    assert (tmp_path / "image_budgets.json").is_file()
+
+
+def test_measured_images_per_s_counts_steps_on_the_cpu_and_leaves_no_run_folder(
+    tmp_path: Path, tiny_cfg
+) -> None:
+    rate = bc.measure_images_per_s(tiny_cfg, tmp_path)
+    assert rate > 0 and not (tmp_path / "_images_per_s").exists()
+    assert torch.get_num_threads() >= 1
+
+
+def test_a_run_with_an_image_budget_stops_there_and_records_it(tmp_path: Path, tiny_cfg) -> None:
+    budget = bc.Budget(10.0, bc.calibrate(reps=1), reference_minutes=7.0)
+    images = {"max_images": 6, "images_per_s": 0.01, "minutes": 10.0, "cpu_model": "x", "calibration_ms": 1}
+    overrides = [*bc.budget_overrides(str(tiny_cfg.data.root), 10.0, 0, workers=0), *bc.SMOKE_OVERRIDES]
+    overrides += ["train.epochs=50", "data.train_split=train", "data.val_split=val", "eval.split=val"]
+    run = bc.Run("fcos_hr_s0", "what", ["model.name=fcos_hr"])
+    record = bc.run_one(run, overrides, tmp_path, budget, frame_reps=1, images=images)
+    assert record["images_seen"] == 6 and record["epochs_done"] == 1  # steps of 4 + 2 images
+    assert record["budget"]["images"] == images and record["minutes"] == 10.0
+    assert "mAP07" in record["metrics"] and record["device"] == "cpu"

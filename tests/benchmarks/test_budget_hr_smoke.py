@@ -74,7 +74,7 @@ def test_smoke_runs_every_configuration_and_writes_the_tables(smoke: Path) -> No
 
 def test_finished_runs_are_skipped(smoke: Path) -> None:
     runs = [r for r in budget_hr.RUNS if r.name in budget_hr.SMOKE_RUNS]
-    args = argparse.Namespace(data="/no/such/devkit", workers=1, smoke=True)
+    args = argparse.Namespace(data="/no/such/devkit", workers=1, smoke=True, by_images=True, device="cpu")
     budget = bc.Budget(1.0, {"ms": 1.0, "cpu_model": "unused"})
     before = _records(smoke / "results")
     records = bc.run_all(runs, args, smoke / "results", smoke, budget)  # would fail to train

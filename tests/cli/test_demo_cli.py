@@ -16,7 +16,7 @@ import pytest
 
 from bafenet.cli import main
 from bafenet.engine import trainer
-from bafenet.engine.optim import TimeBudget
+from bafenet.engine.optim import TrainingBudget
 
 
 def test_tiny_demo_writes_its_report_and_fails_below_the_bar(tmp_path: Path, capsys) -> None:
@@ -55,7 +55,7 @@ def _hour_per_call() -> Callable[[], float]:
 
 def test_safety_cap_says_plainly_that_it_cut_the_run(tmp_path: Path, capsys, monkeypatch) -> None:
     """The cap is hit after the first step (a fake clock: no race): output and report say so."""
-    monkeypatch.setattr(trainer, "TimeBudget", functools.partial(TimeBudget, clock=_hour_per_call()))
+    monkeypatch.setattr(trainer, "TrainingBudget", functools.partial(TrainingBudget, clock=_hour_per_call()))
     out = tmp_path / "demo"
     code = main(
         ["demo", "--out", str(out), "--n", "8", "--epochs", "3", "--max-minutes", "30", "--no-progress"]

@@ -11,7 +11,7 @@ from torch import nn
 
 from bafenet.config import ConfigError, TrainConfig, load_config
 from bafenet.engine.optim import (
-    TimeBudget,
+    TrainingBudget,
     budget_lr_factor,
     build_optimizer,
     build_scheduler,
@@ -152,7 +152,7 @@ def test_time_milestones_decay_the_lr_after_their_share_of_the_budget() -> None:
         [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
     )
     clock = FakeClock()
-    budget = TimeBudget(cfg, clock=clock)
+    budget = TrainingBudget(cfg, clock=clock)
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     assert budget.step(optimizer) == 0.0 and optimizer.param_groups[0]["lr"] == 1.0
     clock.now += 360.0  # 60 % of the 600-s budget
@@ -167,7 +167,7 @@ def test_time_milestones_decay_the_lr_after_their_share_of_the_budget() -> None:
 def test_a_resumed_budget_continues_from_the_time_already_spent() -> None:
     cfg = TrainConfig(max_time_minutes=10, time_milestones=[0.5], gamma=0.1)
     clock = FakeClock()
-    budget = TimeBudget(cfg, spent_seconds=420.0, clock=clock)  # 70 % used before the kill
+    budget = TrainingBudget(cfg, spent_seconds=420.0, clock=clock)  # 70 % used before the kill
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     assert budget.elapsed() == pytest.approx(420.0)
     assert budget.step(optimizer) == pytest.approx(0.7)
@@ -178,14 +178,39 @@ def test_a_resumed_budget_continues_from_the_time_already_spent() -> None:
 
 def test_no_time_budget_changes_nothing() -> None:
     clock = FakeClock()
-    budget = TimeBudget(TrainConfig(), clock=clock)
+    budget = TrainingBudget(TrainConfig(), clock=clock)
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5)
     clock.now += 1e6
     assert budget.step(optimizer) == 0.0 and optimizer.param_groups[0]["lr"] == 0.5
 
 
+def test_an_image_budget_counts_images_not_time() -> None:
+    cfg = TrainConfig(max_images=1000, time_milestones=[0.8], gamma=0.1)
+    clock = FakeClock()
+    budget = TrainingBudget(cfg, clock=clock)
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    clock.now += 1e6  # a slow or busy machine: time does not count
+    assert budget.step(optimizer, images_seen=400) == pytest.approx(0.4)
+    assert optimizer.param_groups[0]["lr"] == 1.0
+    assert budget.step(optimizer, images_seen=800) == pytest.approx(0.8)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    assert budget.used(images_seen=1000) == pytest.approx(1.0)
+
+
+def test_with_both_budgets_the_one_used_up_first_decides() -> None:
+    cfg = TrainConfig(max_time_minutes=10, max_images=1000)
+    clock = FakeClock()
+    budget = TrainingBudget(cfg, clock=clock)
+    clock.now += 300.0  # half the time
+    assert budget.used(images_seen=100) == pytest.approx(0.5)
+    assert budget.used(images_seen=900) == pytest.approx(0.9)
+
+
 def test_time_milestones_are_validated() -> None:
     with pytest.raises(ConfigError, match="time_milestones need"):
         load_config(None, ["train.time_milestones=[0.8]"])
+    assert load_config(None, ["train.max_images=100", "train.time_milestones=[0.8]"]).train.max_images == 100
+    with pytest.raises(ConfigError, match="max_images must be > 0"):
+        load_config(None, ["train.max_images=0"])
     with pytest.raises(ConfigError, match="fractions"):
         load_config(None, ["train.max_time_minutes=1", "train.time_milestones=[1.5]"])

@@ -5,6 +5,7 @@ Exact resume after SIGKILL is in test_crash_safety.py.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,23 @@ def test_train_writes_run_folder(tiny_devkit: Path, tmp_path: Path, capsys: pyte
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "a-2" / "last.pt").is_file()
+
+
+def test_an_image_budget_stops_at_the_step_that_reaches_it(tiny_devkit: Path, tmp_path: Path) -> None:
+    # batch 2: the budget of 7 images is reached by the 4th step (8 images), in the first epoch
+    out = subprocess.run(
+        _train_cmd(
+            tiny_devkit, tmp_path, "img", "train.epochs=5", "train.batch_size=2", "train.max_images=7"
+        ),
+        env=train_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((tmp_path / "img" / "summary.json").read_text())
+    assert summary["images_seen"] == 8 and summary["stopped_by_budget"] and summary["epochs_done"] == 1
+    assert "mAP07" in summary["last_metrics"]  # the final weights were validated
 
 
 def test_unknown_override_is_a_clear_error(tiny_devkit: Path, tmp_path: Path) -> None:

@@ -13,9 +13,10 @@
   iters_per_epoch`` (the official MultiStepLR by epoch). Call ``scheduler.step()`` after
   every optimiser step. Its state dict (step count and base lrs) round-trips exactly;
   the schedule itself is rebuilt from the config.
-* A wall-clock budget (``max_time_minutes``) adds time-based decays on top:
-  :class:`TimeBudget` multiplies the lr by ``gamma`` once per passed ``time_milestones``
-  fraction of the budget, for runs whose epoch count is not known in advance.
+* A budget, of wall-clock time (``max_time_minutes``) or of training images
+  (``max_images``, the same on every machine), adds decays on top: :class:`TrainingBudget`
+  multiplies the lr by ``gamma`` once per passed ``time_milestones`` fraction of the
+  budget, for runs whose epoch count is not known in advance.
 """
 
 from __future__ import annotations
@@ -92,18 +93,19 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, iters_pe
 
 
 def budget_lr_factor(used: float, cfg: TrainConfig) -> float:
-    """The time-based lr multiplier once a share ``used`` of the budget has passed."""
+    """The budget's lr multiplier once a share ``used`` of the budget has passed."""
     return cfg.gamma ** bisect.bisect_right(cfg.time_milestones, used)
 
 
-class TimeBudget:
-    """The wall-clock budget of a run (``cfg.max_time_minutes``) and its lr decays.
+class TrainingBudget:
+    """The budget of a run and its lr decays: wall-clock time (``cfg.max_time_minutes``),
+    training images (``cfg.max_images``), or both (the one used up first decides).
 
     The clock starts when the budget is created, ``spent_seconds`` in (the time a resumed
-    run had already used). Call :meth:`step` right after every
-    ``scheduler.step()``: it multiplies the lr that the epoch schedule has just set by
-    :func:`budget_lr_factor`. The slowest rank's clock decides for every rank. Without a
-    budget, :meth:`step` changes nothing and reports 0.
+    run had already used); images are the run's total, which a resumed run restores. Call
+    :meth:`step` right after every ``scheduler.step()``: it multiplies the lr that the epoch
+    schedule has just set by :func:`budget_lr_factor`. The slowest rank's clock decides for
+    every rank. Without a budget, :meth:`step` changes nothing and reports 0.
     """
 
     def __init__(
@@ -118,15 +120,19 @@ class TimeBudget:
         """Seconds counted against the budget so far (this process's clock)."""
         return self.clock() - self.start
 
-    def used(self) -> float:
-        """Share of the budget used so far (0 without a budget), the largest over all ranks."""
-        if self.seconds is None:
-            return 0.0
-        return dist_utils.max_over_ranks(self.elapsed() / self.seconds)
+    def used(self, images_seen: int = 0) -> float:
+        """Share of the budget used after ``images_seen`` training images (all ranks), the
+        largest over the time and image budgets and over all ranks (0 without a budget)."""
+        shares = [0.0]
+        if self.cfg.max_images is not None:
+            shares.append(images_seen / self.cfg.max_images)
+        if self.seconds is not None:
+            shares.append(dist_utils.max_over_ranks(self.elapsed() / self.seconds))
+        return max(shares)
 
-    def step(self, optimizer: torch.optim.Optimizer) -> float:
-        """Apply the time-based decays to ``optimizer``'s lrs; return the share of the budget used."""
-        used = self.used()
+    def step(self, optimizer: torch.optim.Optimizer, images_seen: int = 0) -> float:
+        """Apply the budget's decays to ``optimizer``'s lrs; return the share of the budget used."""
+        used = self.used(images_seen)
         factor = budget_lr_factor(used, self.cfg)
         if factor != 1.0:
             for group in optimizer.param_groups:

@@ -43,7 +43,7 @@ from bafenet.engine.checkpoint import (
 from bafenet.engine.evaluate import evaluate
 from bafenet.engine.inference import EvalGeometry
 from bafenet.engine.logs import RunLogger, plot_curves
-from bafenet.engine.optim import TimeBudget, build_optimizer, build_scheduler
+from bafenet.engine.optim import TrainingBudget, build_optimizer, build_scheduler
 from bafenet.engine.runs import remove_stale_temp_files
 from bafenet.engine.setup import build_model_from_config, build_train_transform
 from bafenet.errors import BafenetError, DataError
@@ -238,6 +238,7 @@ class Trainer:
                 find_unused_parameters=True,
             )
         self._open_logs(resumed=resume is not None)
+        self.budget = TrainingBudget(cfg.train, spent_seconds=self.state.budget_seconds)  # the clock starts
 
     # ----------------------------------------------------------------- setup
     def _setup_data(self) -> None:
@@ -301,7 +302,6 @@ class Trainer:
     # ----------------------------------------------------------------- loop
     def fit(self) -> TrainSummary:
         """Train the remaining epochs (validating, logging and saving each), then summarise."""
-        self.budget = TimeBudget(self.cfg.train, spent_seconds=self.state.budget_seconds)
         for epoch in range(self.state.epochs_done, self.cfg.train.epochs):
             epoch_values = self.train_epoch(epoch)
             last_epoch = epoch + 1 == self.cfg.train.epochs or self.state.stopped_by_budget
@@ -378,7 +378,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self._advance_schedule()
+        self._advance_schedule(new_images=images.shape[0] * dist_utils.world_size())
         values["loss"] = sum(values.values())
         return values
 
@@ -391,12 +391,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.bad_steps >= MAX_BAD_STEPS:
             raise BafenetError(f"{self.bad_steps} non-finite losses in a row; aborting (lower the lr?)")
-        self._advance_schedule()
+        self._advance_schedule(new_images=0)
 
-    def _advance_schedule(self) -> None:
-        """After each step (skipped ones too): the epoch schedule, then the time budget's decays."""
+    def _advance_schedule(self, new_images: int) -> None:
+        """After each step (skipped ones too, with no ``new_images``): the epoch schedule, then
+        the budget's decays, counting the images this step adds to ``images_seen``."""
         self.scheduler.step()
-        self.budget_used = self.budget.step(self.optimizer)
+        self.budget_used = self.budget.step(self.optimizer, self.state.images_seen + new_images)
         self.state.global_step += 1
 
     def _count_time(self, batch_size: int, wait: float, step_time: float) -> None:
