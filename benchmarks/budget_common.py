@@ -75,6 +75,9 @@ CALIBRATION_SPEC = (
     " min_size=512, max_size=512), inference with post-processing, batch 1, 512 x 512, 2 threads,"
     " median ms after one warm-up"
 )
+CALIBRATION_REPS = 15
+"""Timed passes of a session's calibration: on a shared 2-core machine single passes vary by
++-15 %, and the median of 15 by a few percent."""
 REFERENCE_MS = 638.0
 """Calibration figure of the reference CPU (an AMD EPYC), where the anchor's 40 minutes ran."""
 MAX_SLOWDOWN = 2.0
@@ -759,7 +762,7 @@ def _parse_args(doc: str, runs: list[Run], name: str, default_minutes: float, no
 def session_budget(args: argparse.Namespace, name: str, minutes: float, normalised: bool) -> Budget:
     """Calibrate this machine and set the session's budget (exits when a normalised budget
     would be stretched by a busy machine)."""
-    calibration = calibrate(reps=1 if args.smoke else 5)
+    calibration = calibrate(reps=1 if args.smoke else CALIBRATION_REPS)
     if args.minutes is not None:
         budget = Budget(args.minutes, calibration)
     elif normalised:

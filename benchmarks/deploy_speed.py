@@ -75,7 +75,7 @@ from bafenet.data.collate import collate_samples
 from bafenet.data.densesirst import DenseSIRST
 from bafenet.data.sample import Sample
 from bafenet.data.synthetic import write_synthetic_devkit
-from bafenet.data.video import CODEC, VideoWriter
+from bafenet.data.video import VideoWriter, encoder
 from bafenet.engine.checkpoint import load_checkpoint, save_checkpoint
 from bafenet.engine.evaluate import evaluate
 from bafenet.engine.onnx_backend import export_model, require
@@ -579,7 +579,7 @@ def make_videos(data: Path, size: tuple[int, int], lengths: dict[str, int], work
             "size": size_name(size),
             "frames": count,
             "rate": VIDEO_RATE,
-            "codec": CODEC,
+            "codec": encoder()[0],
             "source": f"synthetic motion of real val_v2 frames ({', '.join(ids)}): each held {VIDEO_HOLD}"
             f" video frames while the view pans {VIDEO_STEP} px a frame",
         }

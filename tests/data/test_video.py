@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bafenet.data.video import VideoReader, VideoWriter
-from bafenet.errors import DataError
+from bafenet.errors import BafenetError, DataError
 
 
 def _frames(n: int, height: int, width: int) -> list[np.ndarray]:
@@ -71,3 +72,17 @@ def test_unreadable_videos_are_one_data_error_naming_the_file(tmp_path: Path) ->
         writer.write(_frames(1, 40, 64)[0])
     with pytest.raises(DataError, match=r"clip\.mp4: video of 64x40 px \(2560 px\) per frame exceeds"):
         VideoReader(path, max_pixels=1000)
+
+
+def test_without_pyav_a_video_is_one_clear_error_and_the_rest_works(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\0" * 64)
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
+    with pytest.raises(BafenetError, match=r"video needs PyAV, which does not import here .*pip install av"):
+        VideoReader(video)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(BafenetError, match="video needs PyAV"), VideoWriter(out, 25) as writer:
+        writer.write(np.zeros((8, 8, 3), np.uint8))
+    assert not out.exists()

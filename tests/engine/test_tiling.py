@@ -58,7 +58,7 @@ class BlobDetector(nn.Module):
     def forward(self, images: Tensor, image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
         results = []
         for image, (h, w) in zip(images, image_sizes, strict=True):
-            boxes, _, _ = mask_components(image[0, :h, :w].numpy() > 128)
+            boxes, _, _ = mask_components(image[0, :h, :w].cpu().numpy() > 128)
             boxes_t = torch.from_numpy(boxes).reshape(-1, 4)
             area = (boxes_t[:, 2] - boxes_t[:, 0]) * (boxes_t[:, 3] - boxes_t[:, 1])
             results.append(
@@ -115,7 +115,7 @@ def test_a_wrapped_model_is_read_through_its_wrapper() -> None:
     image = torch.zeros(1, 150, 170)
     image[0, 40:44, 60:64] = 255.0
     image[0, 100:104, 120:124] = 255.0
-    wrapped = nn.DataParallel(BlobDetector())  # no attributes of its own; on CPU it calls the module
+    wrapped = nn.DataParallel(BlobDetector())  # no attributes of its own (inputs go to CUDA where present)
     assert not hasattr(wrapped, "nms_thresh")
     out = predict_tiled(wrapped, image, 64, 16, torch.device("cpu"))
     expected = predict_tiled(BlobDetector(), image, 64, 16, torch.device("cpu"))

@@ -145,6 +145,7 @@ def test_sky_probability_places_cells_on_their_target_pixels():
 
 
 def test_input_contract_errors(model):
+    model.eval()  # the module's shared model: another test may have left it training
     with pytest.raises(ValueError, match="B, 1, H, W"):
         model(torch.zeros(1, 3, 64, 64))
     model.train()

@@ -8,6 +8,9 @@ frames above the image readers' pixel limit) is a :class:`DataError` naming the 
 Writing: :class:`VideoWriter` encodes RGB frames to H.264 (``libx264``, in the PyAV wheels) or,
 where that encoder is missing, MPEG-4 part 2, at the input's frame rate. The file appears under
 its name only when complete (temporary file, then rename).
+
+PyAV is imported on first use (:func:`pyav`): where it does not import, everything but video
+still works, and a video gets one clear error.
 """
 
 from __future__ import annotations
@@ -17,19 +20,35 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from bafenet.data.imageio import MAX_PIXELS, megapixels
-from bafenet.errors import DataError
+from bafenet.errors import BafenetError, DataError
 from bafenet.fileio import atomic_path
 
-CODEC = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-"""The encoder of :class:`VideoWriter`."""
-CODEC_OPTIONS = {"preset": "veryfast"} if CODEC == "libx264" else {}
-"""x264's ``veryfast`` preset: half the encoding time of its default, no larger files for overlays."""
+if TYPE_CHECKING:
+    import av
+
+
+def pyav() -> ModuleType:
+    """The ``av`` module (PyAV), or one clear error where it does not import."""
+    try:
+        import av
+    except ImportError as exc:
+        raise BafenetError(f"video needs PyAV, which does not import here ({exc}): pip install av") from None
+    return av
+
+
+def encoder() -> tuple[str, dict[str, str]]:
+    """The encoder of :class:`VideoWriter` and its options: H.264 (``libx264``) with x264's
+    ``veryfast`` preset (half the encoding time of its default, no larger files for overlays),
+    else MPEG-4 part 2."""
+    if "libx264" in pyav().codecs_available:
+        return "libx264", {"preset": "veryfast"}
+    return "mpeg4", {}
 
 
 @dataclass
@@ -55,6 +74,7 @@ class VideoReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(self.path, "file not found")
+        av = pyav()
         try:
             self._container = av.open(str(self.path))
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
@@ -80,6 +100,7 @@ class VideoReader:
         return float(self.rate)
 
     def __iter__(self) -> Iterator[VideoFrame]:
+        av = pyav()
         index = -1
         try:
             for index, frame in enumerate(self._container.decode(self._stream)):
@@ -125,16 +146,17 @@ class VideoWriter:
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         if self._size is None:  # the first frame opens the file
             tmp = self._stack.enter_context(atomic_path(self.path))
-            self._container = self._stack.enter_context(av.open(str(tmp), mode="w"))
+            self._container = self._stack.enter_context(pyav().open(str(tmp), mode="w"))
             self._size = rgb.shape[:2]
-            self._stream = self._container.add_stream(CODEC, rate=self.rate, options=CODEC_OPTIONS)
+            codec, options = encoder()
+            self._stream = self._container.add_stream(codec, rate=self.rate, options=options)
             self._stream.height = rgb.shape[0] + rgb.shape[0] % 2
             self._stream.width = rgb.shape[1] + rgb.shape[1] % 2
             self._stream.pix_fmt = "yuv420p"
         elif rgb.shape[:2] != self._size:
             raise ValueError(f"frame of shape {rgb.shape[:2]} in a video of frames {self._size}")
         padded = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)))
-        frame = av.VideoFrame.from_ndarray(padded, format="rgb24")
+        frame = pyav().VideoFrame.from_ndarray(padded, format="rgb24")
         self._container.mux(self._stream.encode(frame))
         self.num_frames += 1
 
