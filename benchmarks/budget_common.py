@@ -5,7 +5,9 @@ in the seed share a *configuration*. Each run trains for a fixed wall-clock budg
 final weights are evaluated once on ``val_v2``; the result (metrics overall and by frame size,
 throughput, inference time of a 1280 x 1024 frame, the exact overrides, the CPU and its
 calibration) is written to ``<results>/<run>.json``. A rerun skips runs whose JSON exists, so a
-benchmark can be continued across sessions; an interrupted run starts again from scratch.
+benchmark can be continued across sessions; an interrupted run continues from its last finished
+epoch when its `last.pt` and identical `config.yaml` are in the work folder (the trainer resumes
+exactly), and starts again from scratch otherwise.
 
 Compute differs between CPUs, so every session first times a fixed reference forward pass
 (:func:`calibrate`: torchvision FCOS-R50 at 512 x 512, batch 1, 2 threads, median ms) and a
@@ -273,6 +275,15 @@ def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
     return statistics.median(times[1:])
 
 
+def resumable_checkpoint(run_dir: Path, cfg: Config) -> Path | None:
+    """The ``last.pt`` of an interrupted run of exactly ``cfg`` (its saved ``config.yaml`` equal),
+    which the trainer continues exactly; None when there is none or it was of another config."""
+    last, saved = run_dir / "last.pt", run_dir / "config.yaml"
+    if not (last.is_file() and saved.is_file()):
+        return None
+    return last if load_config(saved) == cfg else None
+
+
 RATE_SECONDS = 120.0  # longest timing of one configuration's training throughput
 
 
@@ -336,10 +347,14 @@ def run_one(
         all_overrides += [f"train.max_images={images['max_images']}", "train.max_time_minutes=null"]
     cfg = load_config(base, all_overrides)
     run_dir = work / run.name
-    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again from scratch
-    run_dir.mkdir(parents=True)
+    resume = resumable_checkpoint(run_dir, cfg)
+    if resume is None:  # nothing to continue: start from scratch
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+    else:
+        print(f"{run.name}: continuing the interrupted run from {resume}")
     start = time.monotonic()
-    summary = train(cfg, run_dir, progress=True)
+    summary = train(cfg, run_dir, resume=resume, progress=True)
     wall = time.monotonic() - start
     model, cfg, _ = load_trained_model(run_dir / "last.pt", torch.device("cpu"))
     by_size = metrics_by_frame_size(summary.last_predictions, cfg.eval)
@@ -354,7 +369,8 @@ def run_one(
         "budget": budget.record() if images is None else {**budget.record(), "images": images},
         "device": cfg.train.device,
         "seed": cfg.train.seed,
-        "wall_s": wall,
+        "wall_s": wall,  # of this session's part, when resumed
+        "resumed": resume is not None,
         "epochs_done": summary.epochs_done,
         "images_seen": summary.images_seen,
         "images_per_s": summary.images_per_s,
@@ -548,11 +564,16 @@ def cpu_label(record: dict) -> str:
 
 
 def budget_label(record: dict) -> str:
-    """How the run's budget was set: normalised to the reference CPU, or minutes as given."""
+    """How the run's budget was set: normalised to the reference CPU, or minutes as given; an
+    image budget adds its images (measured rate x minutes)."""
     budget = record.get("budget") or {}
     if budget.get("reference_minutes") is not None:
-        return f"{budget['reference_minutes']:g} min at {budget['reference_ms']:.0f} ms"
-    return f"{record['minutes']:g} min"
+        label = f"{budget['reference_minutes']:g} min at {budget['reference_ms']:.0f} ms"
+    else:
+        label = f"{record['minutes']:g} min"
+    if budget.get("images"):
+        label += f" = {budget['images']['max_images']} images"
+    return label
 
 
 SUMMARY_COLUMNS: list[tuple[str, Callable[[dict], float | None], int]] = [

@@ -1,11 +1,15 @@
 """The high-resolution configuration and its ablations under the anchor's 40-minute budget.
 
-Protocol (as the general-detector anchor): train on ``train_v2`` for the budget's wall time
-on 2 CPU threads, evaluate the final weights on ``val_v2`` under the official protocol. The
-budget is the anchor's: 40 minutes on its CPU, whose calibration forward pass
+Protocol (as the general-detector anchor): train on ``train_v2`` for the budget on 2 CPU
+threads, evaluate the final weights on ``val_v2`` under the official protocol. The budget is
+the anchor's: 40 minutes on its CPU, whose calibration forward pass
 (``budget_common.calibrate``: torchvision FCOS-R50, 512 x 512, batch 1, 2 threads) takes
 638 ms; on this machine ``40 x (its ms / 638)`` minutes, measured at the start of each
-session and stored in every record (``--minutes`` sets the wall time instead).
+session and stored in every record (``--minutes`` sets the wall time instead). The sky
+ablation runs with ``--by-images``: each configuration's images/s, measured once in a quiet
+moment, times those minutes gives its image budget (``results/budget_hr/image_budgets.json``),
+which every seed then trains for, whatever else the machine runs; a run cut off by the end of a
+session continues from its last epoch.
 
 The sky ablation, three seeds each (``<configuration>_s0`` .. ``_s2``):
 
@@ -32,7 +36,8 @@ that exists, so the benchmark resumes across sessions; ``--complete`` adds the n
 and the sky gate to finished records whose weights are in ``--work``. The tables (one per CPU
 model, mean and min-max over seeds) go to ``benchmarks/results/budget_hr.md`` / ``.json``.
 
-    python benchmarks/budget_hr.py --data ../shared/data/DenseSIRST/SIRSTdevkit --runs fcos_hr_s0
+    python benchmarks/budget_hr.py --data ../shared/data/DenseSIRST/SIRSTdevkit --by-images \
+        --runs fcos_hr_s0 fcos_seg_hr_ctx_s0
     python benchmarks/budget_hr.py --smoke    # the whole path on synthetic frames, in seconds
 """
 

@@ -324,3 +324,39 @@ def test_a_run_with_an_image_budget_stops_there_and_records_it(tmp_path: Path, t
     assert record["images_seen"] == 6 and record["epochs_done"] == 1  # steps of 4 + 2 images
     assert record["budget"]["images"] == images and record["minutes"] == 10.0
     assert "mAP07" in record["metrics"] and record["device"] == "cpu"
+
+
+def test_an_interrupted_run_continues_from_its_last_epoch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_cfg
+) -> None:
+    budget = bc.Budget(10.0, {"ms": 1.0, "cpu_model": "x", "measured_at": "now"}, reference_minutes=7.0)
+    images = {"max_images": 15, "images_per_s": 0.01, "minutes": 10.0, "cpu_model": "x", "calibration_ms": 1}
+    overrides = [*bc.budget_overrides(str(tiny_cfg.data.root), 10.0, 0, workers=0), *bc.SMOKE_OVERRIDES]
+    overrides += ["train.epochs=50", "data.train_split=train", "data.val_split=val", "eval.split=val"]
+    run = bc.Run("fcos_hr_s0", "what", ["model.name=fcos_hr"])
+    save_epoch = bc.Trainer.save_epoch
+
+    def killed_after_first_save(self, *args, **kwargs):
+        save_epoch(self, *args, **kwargs)
+        raise KeyboardInterrupt  # the session ends after epoch 1 of 3
+
+    monkeypatch.setattr(bc.Trainer, "save_epoch", killed_after_first_save)
+    with pytest.raises(KeyboardInterrupt):
+        bc.run_one(run, overrides, tmp_path, budget, frame_reps=1, images=images)
+    monkeypatch.setattr(bc.Trainer, "save_epoch", save_epoch)
+    record = bc.run_one(run, overrides, tmp_path, budget, frame_reps=1, images=images)
+    # epochs of 6 images in steps of 4 + 2: the budget of 15 is reached by the first step of epoch 3
+    assert record["resumed"] and record["images_seen"] == 16 and record["epochs_done"] == 3
+    epochs = (tmp_path / "fcos_hr_s0" / "epochs.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in epochs[1:]] == ["1", "2", "3"]  # epoch 1 not trained twice
+    # another configuration never continues that run
+    other = bc.Run("fcos_hr_s0", "what", ["model.name=fcos_hr", "train.lr=0.001"])
+    assert not bc.run_one(other, overrides, tmp_path, budget, frame_reps=1, images=images)["resumed"]
+
+
+def test_budget_label_states_the_images_of_an_image_budget() -> None:
+    timed = {"minutes": 48.4, "budget": {"reference_minutes": 40.0, "reference_ms": 638.0}}
+    assert bc.budget_label(timed) == "40 min at 638 ms"
+    by_images = {"minutes": 48.4, "budget": {**timed["budget"], "images": {"max_images": 14834}}}
+    assert bc.budget_label(by_images) == "40 min at 638 ms = 14834 images"
+    assert bc.budget_label({"minutes": 20.0}) == "20 min"
