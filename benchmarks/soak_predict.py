@@ -6,6 +6,10 @@ devkit, cycled in split order (each call reads its image file, as ``bafenet pred
 is sampled before the first call, after the warm-up (one pass over the frames, so that every
 frame size has been seen once), every ``--every`` calls and at the end.
 
+The API fixes glibc's mmap threshold (``bafenet.engine.allocator``); the record states the
+allocator setting it ran with and its key ends with it, so a run under another setting
+(``MALLOC_MMAP_THRESHOLD_`` in the environment) is a separate record.
+
 Verdict (:data:`RULE`): no growth beyond noise when the RSS at the end minus the RSS after
 the warm-up is below max(5 % of the RSS after the warm-up, 20 MiB).
 
@@ -28,6 +32,7 @@ from typing import Any
 import torch
 
 from bafenet.api import Detector
+from bafenet.engine.allocator import allocator_setting, fix_mmap_threshold
 from bafenet.errors import BafenetError
 from bafenet.fileio import write_json, write_text
 from deploy_speed import (
@@ -46,6 +51,7 @@ from deploy_speed import (
 )
 
 NAME = "soak_predict"
+OLD_ALLOCATOR = "glibc's default (records from before the fixed threshold)"
 GROWTH_SHARE = 0.05
 GROWTH_FLOOR_MIB = 20.0
 RULE = (
@@ -105,7 +111,8 @@ def markdown(records: dict[str, dict], smoke: bool) -> str:
             f"`{r['checkpoint']['path']}` ({r['checkpoint']['model_name']}), backend {r['backend']},"
             f" {r['calls']} calls of `Detector.__call__` on the {frames['count']} {frames['split']} frames"
             f" (image files) cycled, warm-up {r['warmup_calls']} calls; {m['cpu']}, threads: {m['threads']},"
-            f" torch {m['torch']}; {r['seconds']:.0f} s ({r['calls_per_s']:.2f} calls / s),"
+            f" torch {m['torch']}; allocator: {r.get('allocator', OLD_ALLOCATOR)};"
+            f" {r['seconds']:.0f} s ({r['calls_per_s']:.2f} calls / s),"
             f" {r['detections']} detections in all.",
             "",
             "| calls | at | RSS (MiB) |",
@@ -155,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         raise BafenetError(
             f"--n {args.n} leaves nothing after the warm-up (one pass over {len(frames)} frames)"
         )
-    key = f"{ckpt.key}/{args.backend}/n{args.n}"
+    allocator = "fixed-mmap-threshold" if fix_mmap_threshold() else "default-allocator"  # as Detector does
+    key = f"{ckpt.key}/{args.backend}/n{args.n}/{allocator}"
     path = args.out / f"{NAME}.json"
     records = load_records(path)
     if key in records and not args.force:
@@ -171,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "smoke": args.smoke,
             "machine": machine(),
+            "allocator": allocator_setting(),
             "frames": {"split": "val_v2", "count": len(frames), "data": str(args.data)},
             **soak(detector, frames, args.n, warmup=len(frames), every=args.every),
         }

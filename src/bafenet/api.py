@@ -28,6 +28,7 @@ from torch import nn
 from bafenet.config import Config
 from bafenet.data.imageio import read_image, to_gray
 from bafenet.data.sample import Sample
+from bafenet.engine.allocator import fix_mmap_threshold
 from bafenet.engine.distributed import local_device
 from bafenet.engine.evaluate import equal_shape_batches
 from bafenet.engine.inference import EvalGeometry, load_trained_model, operating_score_thr
@@ -85,6 +86,7 @@ class Detector:
         self.checkpoint = checkpoint
         self.device = device
         self.geometry = EvalGeometry.from_config(cfg)
+        fix_mmap_threshold()  # flat memory over many frames of many sizes (engine/allocator.py)
         if score_thr is None:
             self.score_thr, self.score_thr_source = operating_score_thr(checkpoint)
         elif not isinstance(score_thr, bool) and isinstance(score_thr, (int, float)) and 0 <= score_thr <= 1:

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import soak_predict as sp  # noqa: E402
+from bafenet.engine.allocator import allocator_setting, fix_mmap_threshold  # noqa: E402
 from deploy_speed import Checkpoint  # noqa: E402
 
 
@@ -46,9 +47,11 @@ def test_smoke_soak_samples_memory_and_states_the_verdict(smoke) -> None:
     work, out = smoke
     records = json.loads((out / "soak_predict.json").read_text())
     ckpt = Checkpoint.of(work / "tiny_fcos_hr.pt")
-    key = f"{ckpt.key}/torch/n12"
+    tag = "fixed-mmap-threshold" if fix_mmap_threshold() else "default-allocator"
+    key = f"{ckpt.key}/torch/n12/{tag}"
     assert list(records) == [key]
     r = records[key]
+    assert r["allocator"] == allocator_setting()
     assert r["key"] == key and r["smoke"] is True and r["backend"] == "torch"
     assert r["frames"]["count"] == 2 and r["warmup_calls"] == 2  # one pass over the val_v2 frames
     assert [(s["calls"], s["at"]) for s in r["samples"]] == [
