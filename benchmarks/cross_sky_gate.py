@@ -1,0 +1,80 @@
+"""Probe: one run's detections gated by another run's sky map (evaluation only).
+
+Loads two finished budget runs (``benchmarks/work/budget_hr/<run>/last.pt``): a detector and
+a sky model with the same evaluation geometry. Every frame goes through both; the detector's
+boxes get the sky model's sky probability at their centres, and the post-hoc sky gate of
+``budget_common`` (threshold chosen by mAP07 on every 4th ``train_v2`` frame) is applied to the
+``val_v2`` detections. Prints the ungated and gated metrics as JSON.
+
+    python benchmarks/cross_sky_gate.py fcos_hr_s0 fcos_seg_hr_ctx_s0 --data DEVKIT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from bafenet.data import open_dataset
+from bafenet.engine.evaluate import evaluate_with_config, prediction_metrics
+from bafenet.engine.inference import load_trained_model
+from budget_common import GATE_EVERY, choose_gate_threshold, gate_predictions
+
+WORK = "benchmarks/work/budget_hr"
+KEYS = ("mAP07", "mAP12", "strict_mAP07", "irstd_fa_per_mpix_at_pd_0.85", "irstd_fa_off_sky_share")
+
+
+class SkyFromOther(nn.Module):
+    """``detector``'s detections with ``sky_model``'s ``sky_prob`` (same input batch)."""
+
+    def __init__(self, detector: nn.Module, sky_model: nn.Module) -> None:
+        super().__init__()
+        self.detector, self.sky_model = detector, sky_model
+
+    def forward(self, images: torch.Tensor, **kwargs) -> list[dict[str, torch.Tensor]]:
+        outputs = self.detector(images, **kwargs)
+        for out, sky in zip(outputs, self.sky_model(images, **kwargs), strict=True):
+            out["sky_prob"] = sky["sky_prob"]
+        return outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("detector_run")
+    parser.add_argument("sky_run")
+    parser.add_argument("--data", required=True, help="DenseSIRST devkit")
+    parser.add_argument("--work", default=WORK)
+    args = parser.parse_args()
+    cpu = torch.device("cpu")
+    detector, cfg, _ = load_trained_model(f"{args.work}/{args.detector_run}/last.pt", cpu)
+    sky_model, sky_cfg, _ = load_trained_model(f"{args.work}/{args.sky_run}/last.pt", cpu)
+    if cfg.eval != sky_cfg.eval:
+        raise SystemExit("the two runs evaluate with different geometries")
+    both = SkyFromOther(detector, sky_model).eval()
+    train = open_dataset(args.data, "train_v2")
+    subset = Subset(train, range(0, len(train), GATE_EVERY))
+    _, chosen = evaluate_with_config(both, subset, cfg, cpu, progress=False, keep_predictions=True)
+    threshold, grid = choose_gate_threshold(chosen["predictions"], cfg.eval)
+    metrics, details = evaluate_with_config(
+        both, open_dataset(args.data, "val_v2"), cfg, cpu, keep_predictions=True
+    )
+    gated = prediction_metrics(gate_predictions(details["predictions"], threshold), cfg.eval)
+    report = {
+        "detector": args.detector_run,
+        "sky_model": args.sky_run,
+        "threshold": threshold,
+        "train_mAP07_by_threshold": grid,
+        "sky_iou": metrics.get("sky_iou"),
+        "ungated": {k: metrics.get(k) for k in KEYS},
+        "gated": {k: gated.get(k) for k in KEYS},
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
