@@ -82,6 +82,12 @@ class DataConfig:
     """Dataset location, splits and the training pipeline."""
 
     root: str | None = None  # None: --data, then $BAFENET_DATA, then the cache dir
+    # the folder's layout (bafenet.data.layouts; null: detected from the folder names)
+    layout: Literal["densesirst", "sirst_v2", "sirst_v1", "nudt_sirst", "irstd1k", "masks"] | None = None
+    images: str | None = None  # with `masks`: the image folder of any other layout (absolute or under root)
+    masks: str | None = None  # ... and its mask folder
+    boxes: Literal["masks", "files"] = "masks"  # mask sets: boxes of the mask components, or the box files
+    skip_invalid: bool = False  # leave out samples the reader refuses (one warning; recorded), else stop
     train_split: str = "train_v2"
     val_split: str = "val_v2"
     input: InputConfig = field(default_factory=InputConfig)
@@ -252,6 +258,7 @@ def validate(cfg: Config) -> None:
         (0.0 <= cfg.data.flip_prob <= 1.0, "data.flip_prob must be in [0, 1]"),
         (0.0 <= cfg.data.bagcp.prob <= 1.0, "data.bagcp.prob must be in [0, 1]"),
         (cfg.data.repeat >= 1, "data.repeat must be >= 1"),
+        ((cfg.data.images is None) == (cfg.data.masks is None), "data.images and data.masks go together"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (
             cfg.data.sky_context_size is None or cfg.data.sky_context_size >= 32,

@@ -21,12 +21,14 @@ def find_devkit(folder: Path) -> Path | None:
 
     Accepted: the devkit itself (it holds ``PNGImages/``), ``folder/SIRSTdevkit`` or
     ``folder/DenseSIRST/SIRSTdevkit`` (the layout ``bafenet data download`` writes).
-    A mask-only IRSTD folder (``images/`` + ``masks/``) is returned as is.
+    A mask-only IRSTD folder (any layout of :mod:`bafenet.data.layouts`) is returned as is.
     """
+    from bafenet.data.layouts import find_layout
+
     for candidate in (folder, folder / "SIRSTdevkit", folder / "DenseSIRST" / "SIRSTdevkit"):
         if (candidate / "PNGImages").is_dir():
             return candidate
-    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+    if folder.is_dir() and find_layout(folder) is not None:
         return folder
     return None
 
@@ -42,10 +44,9 @@ def resolve_data_root(data: str | Path | None) -> Path:
         folder = Path(data).expanduser()
         found = find_devkit(folder)
         if found is None:
-            raise BafenetError(
-                f"{folder}: no dataset found there (expected PNGImages/ of a DenseSIRST devkit, "
-                "or images/ + masks/ of a mask-only IRSTD set)"
-            )
+            from bafenet.data.layouts import NO_LAYOUT_HINT
+
+            raise BafenetError(f"{folder}: no dataset found there ({NO_LAYOUT_HINT})")
         return found
     env = os.environ.get(ENV_VAR)
     if env:

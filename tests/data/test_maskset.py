@@ -75,7 +75,7 @@ def test_irstd1k_like_layout_and_open_dataset(tiny_maskset_factory) -> None:
 
 def test_explicit_folders_and_suffix(tiny_maskset_factory) -> None:
     root = tiny_maskset_factory("odd", image_dir="frames", mask_dir="truth", suffix="_m")
-    with pytest.raises(DataError, match="pass image_dir="):
+    with pytest.raises(DataError, match="no known dataset layout .* give --images DIR --masks DIR"):
         MaskDataset(root)
     dataset = MaskDataset(root, image_dir="frames", mask_dir="truth", mask_suffix="_m")
     assert [s.num_targets for s in dataset] == [3, 1, 4]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from bafenet.data.layouts import LAYOUT_NAMES
 from bafenet.paths import resolve_data_root
 
 
@@ -22,6 +24,39 @@ def data_root(args: argparse.Namespace) -> Path:
     return resolve_data_root(args.root or args.data)
 
 
+def add_layout_arguments(parser: argparse.ArgumentParser, skip_invalid: bool) -> None:
+    """``--layout``, ``--images DIR --masks DIR`` and (``skip_invalid``) ``--skip-invalid``."""
+    g = parser.add_argument_group("dataset layout (default: detected from the folder names)")
+    g.add_argument(
+        "--layout",
+        choices=[name for name in LAYOUT_NAMES if name != "folders"],  # folders: --images, --masks
+        default=None,
+        help="read the folder as this layout (data.layout)",
+    )
+    g.add_argument(
+        "--images", default=None, metavar="DIR", help="image folder of any other layout (with --masks)"
+    )
+    g.add_argument("--masks", default=None, metavar="DIR", help="mask folder of any other layout")
+    if skip_invalid:
+        g.add_argument(
+            "--skip-invalid",
+            action="store_true",
+            help="leave out every sample the reader refuses, with one warning; they are recorded "
+            "(data.skip_invalid=true)",
+        )
+
+
+def apply_layout_arguments(data: Any, args: argparse.Namespace) -> None:
+    """Put the layout flags into a data config (``--images``/``--masks`` made absolute from the cwd)."""
+    if args.layout:
+        data.layout = args.layout
+    if args.images or args.masks:
+        data.images = str(Path(args.images).expanduser().resolve()) if args.images else None
+        data.masks = str(Path(args.masks).expanduser().resolve()) if args.masks else None
+    if getattr(args, "skip_invalid", False):
+        data.skip_invalid = True
+
+
 def _synth(args: argparse.Namespace) -> int:
     from bafenet.data.synthetic import write_synthetic_devkit
 
@@ -31,11 +66,19 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from bafenet.data import dataset_location
     from bafenet.data.check import check_dataset
 
-    report = check_dataset(data_root(args), args.split)
+    if args.images or args.masks:  # folders named from the cwd
+        images, masks = (Path(v).expanduser().resolve() if v else None for v in (args.images, args.masks))
+        root, images, masks = dataset_location(args.root or args.data, images, masks)
+    else:
+        root, images, masks = data_root(args), None, None
+    report = check_dataset(root, args.split, layout=args.layout, images=images, masks=masks)
     for line in report.problems:
         print(line)
+    for line in report.notes:
+        print(f"note: {line}")
     status = "OK" if not report.problems else f"{len(report.problems)} problem(s)"
     print(f"checked {report.n_images} images, {report.n_targets} targets: {status}")
     return 1 if report.problems else 0
@@ -75,6 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("check", help="validate every file of a dataset; exit 1 on any problem")
     add_data_arguments(p, "split name or split file (default: every image)")
+    add_layout_arguments(p, skip_invalid=False)
     p.set_defaults(func=_check)
 
     p = sub.add_parser("stats", help="dataset statistics; writes stats.json and PNG plots with --out")

@@ -6,6 +6,7 @@ import argparse
 from importlib import resources
 from pathlib import Path
 
+from bafenet.cli.data import add_layout_arguments, apply_layout_arguments
 from bafenet.config import config_from_dict, load_config
 from bafenet.engine import distributed as dist_utils
 from bafenet.engine.runs import new_run_dir, remove_failed_run
@@ -69,6 +70,7 @@ def _train(args: argparse.Namespace) -> int:
         if dist_utils.is_main_process():
             run_dir = new_run_dir(args.project, args.name or cfg.model.name)
         run_dir = Path(dist_utils.broadcast_object(str(run_dir) if run_dir else None))
+    apply_layout_arguments(cfg.data, args)
     if dist_utils.is_main_process():
         print(f"run folder: {run_dir}")
     try:
@@ -82,6 +84,10 @@ def _train(args: argparse.Namespace) -> int:
             f"done: {summary.epochs_done} epochs, best val mAP07 {summary.best_map07:.4f}; "
             f"weights in {run_dir / 'best.pt'} and {run_dir / 'last.pt'}"
         )
+        skipped = {split: len(lines) for split, lines in summary.skipped_samples.items() if lines}
+        if skipped:
+            counts = ", ".join(f"{n} of {split}" for split, n in skipped.items())
+            print(f"left out invalid samples ({counts}); listed in {run_dir / 'summary.json'}")
     dist_utils.cleanup()
     return 0
 
@@ -102,4 +108,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")
     p.add_argument("--resume", default=None, help="continue from a run's last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_layout_arguments(p, skip_invalid=True)
     p.set_defaults(func=_train, overrides_dest="items")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bafenet.cli.data import add_layout_arguments, apply_layout_arguments
 from bafenet.engine.runs import new_run_dir
 
 
@@ -60,12 +61,11 @@ def geometry_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _val(args: argparse.Namespace) -> int:
-    from bafenet.data import open_dataset
+    from bafenet.data import open_for_run
     from bafenet.engine import distributed as dist_utils
-    from bafenet.engine.evaluate import SIZE_GROUPS, evaluate_with_config, metrics_by_frame_size
+    from bafenet.engine.evaluate import SIZE_GROUPS, evaluate_with_config, group_counts, metrics_by_frame_size
     from bafenet.engine.inference import load_trained_model, operating_score_thr
     from bafenet.engine.report import check_eval_out, format_table, write_eval_outputs
-    from bafenet.paths import resolve_data_root
 
     overrides = list(args.overrides)
     if args.split:
@@ -75,10 +75,13 @@ def _val(args: argparse.Namespace) -> int:
     overrides += geometry_overrides(args)
     device = dist_utils.local_device(args.device)
     model, cfg, ckpt = load_trained_model(args.weights, device, overrides, backend=args.backend)
-    root = resolve_data_root(args.data if args.data else cfg.data.root)
-    dataset = open_dataset(root, cfg.eval.split)
+    if args.data or args.images or args.masks:  # a dataset named here: its layout, not the training data's
+        cfg.data.root, cfg.data.layout, cfg.data.images, cfg.data.masks = args.data, None, None, None
+    apply_layout_arguments(cfg.data, args)
     if args.out:
         check_eval_out(args.out)  # refuse a bad output folder before the work
+    dataset, skipped = open_for_run(cfg.data, cfg.eval.split)
+    root = dataset.root
     stated_thr, stated_source = operating_score_thr(ckpt)
     stated_thr = None if stated_source == "default" else stated_thr  # the checkpoint states none
     metrics, details = evaluate_with_config(
@@ -92,6 +95,7 @@ def _val(args: argparse.Namespace) -> int:
     metrics["split"] = cfg.eval.split
     metrics["protocol"] = cfg.eval.protocol
     metrics["backend"] = args.backend
+    metrics["skipped_samples"] = skipped  # invalid samples left out (--skip-invalid), one line each
     out = (
         Path(args.out)
         if args.out
@@ -104,7 +108,9 @@ def _val(args: argparse.Namespace) -> int:
     print(format_table(metrics))
     for group, values in by_size.items():
         numbers = ", ".join(f"{k} {values[k]:.4f}" for k in ("mAP07", "mAP12", "recall", "strict_mAP07"))
-        print(f"{group} frames ({SIZE_GROUPS[group]}): {values['num_images']} images, {numbers}")
+        print(f"{group} frames ({SIZE_GROUPS[group]}): {group_counts(values)}: {numbers}")
+    if skipped:
+        print(f"left out {len(skipped)} invalid sample(s): {'; '.join(skipped)}")
     metrics["by_frame_size"] = by_size
     for path in write_eval_outputs(out, metrics, details):
         print(f"wrote {path}")
@@ -121,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_backend_argument(p)
     add_geometry_arguments(p)
+    add_layout_arguments(p, skip_invalid=True)
     p.add_argument("--out", default=None, help="output folder (default: runs/val/NAME)")
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides, e.g. eval.score_thr=0.1")

@@ -1,54 +1,58 @@
-"""Reader for mask-only IRSTD datasets (SIRST v1, IRSTD-1k, NUDT-SIRST and alike).
+"""Reader for mask-only IRSTD datasets (SIRST-V2, SIRST v1, NUDT-SIRST, IRSTD-1k and alike).
 
 These ship images, one binary target mask per image, and split lists, e.g.::
 
+    mixed/Misc_1.png  annotations/masks/Misc_1_pixels0.png  splits/trainval_full.txt  (SIRST-V2)
     images/Misc_1.png   masks/Misc_1_pixels0.png   idx_427/trainval.txt       (SIRST v1)
     IRSTD1k_Img/XDU0.png   IRSTD1k_Label/XDU0.png   trainval.txt, test.txt    (IRSTD-1k)
     images/000001.png   masks/000001.png   img_idx/train_NUDT-SIRST.txt       (NUDT-SIRST)
 
-Folder names and the mask-name suffix are detected (or given). Boxes and points are
-derived from the 8-connected components of the mask (tight boxes; point = the pixel
-holding the component's centroid, +0.5); there is no sky annotation, so the sky mask is
-255 (unknown) everywhere. Split names are the ``.txt`` files in the root or one folder
-down, given as ``trainval``, ``img_idx/train_NUDT-SIRST`` or a prefix like ``train``
-(for ``train_NUDT-SIRST.txt``), or a path to a ``.txt`` file.
+Where the folders are is decided by :func:`bafenet.data.layouts.detect_layout` (or given).
+Boxes and points are derived from the 8-connected components of the mask (tight boxes;
+point = the pixel holding the component's centroid, +0.5). With ``boxes="files"`` the
+layout's VOC box files are read instead (SIRST-V2's ``annotations/bboxes``), converted by the
+offset measured against the masks at opening (SIRST-V2: -1 on all four numbers); points are
+then the pixel holding each box's centre. There is no sky annotation, so the sky mask is 255
+(unknown) everywhere. Split names are the ``.txt`` files of the layout's split folders, given
+relative to the root (``idx_427/trainval``, ``splits/trainval_full``), by file name when that
+is unique (``trainval_full``), by a prefix like ``train`` (for ``train_NUDT-SIRST.txt``), or
+as a path to a ``.txt`` file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
+from bafenet.data.boxfiles import ZERO, BoxAgreement, Offset, signed
 from bafenet.data.components import mask_components
-from bafenet.data.densesirst import IMAGE_SUFFIXES, read_split_ids, require_shape
+from bafenet.data.densesirst import IMAGE_SUFFIXES, box_problems, read_split_ids, require_shape
 from bafenet.data.imageio import read_label_mask, read_raw, to_gray
+from bafenet.data.layouts import Layout, detect_layout
 from bafenet.data.sample import Sample
+from bafenet.data.voc_xml import parse_voc_xml
 from bafenet.errors import DataError
 
-IMAGE_DIR_NAMES = ("images", "image", "imgs", "img", "irstd1k_img", "pngimages")
-MASK_DIR_NAMES = ("masks", "mask", "labels", "label", "irstd1k_label", "gt", "groundtruth")
 MASK_SUFFIXES = ("", "_pixels0", "_mask", "_gt", "_label")
+BOX_SOURCES = ("masks", "files")
+OFFSET_PAIRED_BOXES = 20  # boxes-from-files: stop measuring the offset once this many boxes are paired
+OFFSET_MAX_FILES = 200  # ... or after this many box files
+NO_BOX_FILES = "layout {!r} has no box files; take the boxes from the masks (data.boxes=masks)"
 _NOT_SPLITS = ("readme", "license", "licence", "requirements")
 
 
-def _find_dir(root: Path, names: tuple[str, ...], hints: tuple[str, ...], what: str, argument: str) -> Path:
-    subdirs = {path.name.lower(): path for path in sorted(root.iterdir()) if path.is_dir()}
-    for name in names:
-        if name in subdirs:
-            return subdirs[name]
-    guesses = [path for name, path in subdirs.items() if any(hint in name for hint in hints)]
-    if len(guesses) == 1:
-        return guesses[0]
-    looked = ", ".join(f"{name}/" for name in names)
-    raise DataError(
-        root, f"cannot tell which folder holds the {what} (looked for {looked}); pass {argument}="
-    )
+def index_image_files(folders: tuple[Path, ...]) -> dict[str, Path]:
+    """``stem -> path`` of the image files in ``folders``: the first folder holding a stem wins,
+    and within a folder the first suffix in IMAGE_SUFFIXES."""
+    index: dict[str, Path] = {}
+    for folder in reversed(folders):  # earlier folders overwrite later ones
+        index.update(_index_folder(folder))
+    return index
 
 
-def _index_files(folder: Path) -> dict[str, Path]:
-    """``stem -> path`` for the image files in a folder (first suffix in IMAGE_SUFFIXES wins)."""
+def _index_folder(folder: Path) -> dict[str, Path]:
     index: dict[str, Path] = {}
     for path in folder.iterdir():
         suffix = path.suffix.lower()
@@ -71,26 +75,32 @@ def _detect_suffix(image_stems: list[str], masks: dict[str, Path], mask_dir: Pat
     return MASK_SUFFIXES[best]
 
 
-def available_splits(root: str | Path) -> list[str]:
-    """Split names of a mask-only dataset: ``.txt`` files in ``root`` and one folder down."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    files = list(root.glob("*.txt")) + list(root.glob("*/*.txt"))
-    names = {path.relative_to(root).with_suffix("").as_posix() for path in files}
+def split_names(layout: Layout) -> list[str]:
+    """Split names of a layout: its split folders' ``.txt`` files, relative to the root, no ``.txt``."""
+    files = [path for folder in layout.split_dirs if folder.is_dir() for path in folder.glob("*.txt")]
+    names = {path.relative_to(layout.root).with_suffix("").as_posix() for path in files}
     return sorted(name for name in names if not Path(name).name.lower().startswith(_NOT_SPLITS))
 
 
-def resolve_split(root: Path, split: str | Path) -> Path:
-    """The split file for a name (``trainval``, ``img_idx/train_NUDT-SIRST``, prefix ``train``) or path."""
+def available_splits(root: str | Path) -> list[str]:
+    """Split names of a mask-only dataset folder (none when no layout fits it)."""
+    try:
+        return split_names(detect_layout(root))
+    except DataError:
+        return []
+
+
+def resolve_split(layout: Layout, split: str | Path) -> Path:
+    """The split file for a name (``idx_427/trainval``, ``trainval_full``, prefix ``train``) or a path."""
+    root = layout.root
     text = str(split)
     path = Path(split).expanduser()
     for candidate in (path, root / path, root / f"{text}.txt"):
         if candidate.suffix == ".txt" and candidate.is_file():
             return candidate
-    names = available_splits(root)
+    names = split_names(layout)
     for matches in (
-        [name for name in names if Path(name).name == text],
+        [name for name in names if name == text or Path(name).name == text],
         [name for name in names if Path(name).name.startswith(f"{text}_")],
     ):
         if len(matches) == 1:
@@ -117,10 +127,13 @@ class MaskDataset:
         root: the dataset folder.
         split: a split name or path (see the module doc), or ``None`` for every image.
         cache: keep the decoded image, packed mask, boxes and points in memory.
-        image_dir, mask_dir: folder names under ``root`` (default: detected, e.g.
-            ``images``/``masks`` or ``IRSTD1k_Img``/``IRSTD1k_Label``).
+        image_dir, mask_dir: the image and mask folders, absolute or relative to ``root``
+            (layout ``folders``); default: the layout's.
         mask_suffix: the mask name is ``<stem><mask_suffix>.<ext>`` (default: detected
             among ``""``, ``_pixels0``, ``_mask``, ``_gt``, ``_label``).
+        layout: a :class:`Layout`, a layout name, or None to detect it.
+        boxes: ``"masks"`` (boxes of the mask components) or ``"files"`` (the layout's box
+            files, converted by the offset measured against the masks).
     """
 
     def __init__(
@@ -128,47 +141,53 @@ class MaskDataset:
         root: str | Path,
         split: str | Path | None = None,
         cache: bool = False,
-        image_dir: str | None = None,
-        mask_dir: str | None = None,
+        image_dir: str | Path | None = None,
+        mask_dir: str | Path | None = None,
         mask_suffix: str | None = None,
+        *,
+        layout: Layout | str | None = None,
+        boxes: Literal["masks", "files"] = "masks",
     ) -> None:
         self.root = Path(root)
         self.split = None if split is None else str(split)
-        if not self.root.is_dir():
-            raise DataError(self.root, "dataset folder not found")
-        self.image_dir = (
-            self.root / image_dir
-            if image_dir
-            else _find_dir(self.root, IMAGE_DIR_NAMES, ("img", "image"), "images", "image_dir")
-        )
-        self.mask_dir = (
-            self.root / mask_dir
-            if mask_dir
-            else _find_dir(self.root, MASK_DIR_NAMES, ("mask", "label"), "masks", "mask_dir")
-        )
-        for folder in (self.image_dir, self.mask_dir):
+        if not isinstance(layout, Layout):
+            layout = detect_layout(self.root, layout, image_dir, mask_dir)
+        self.layout = layout
+        self.image_dirs = layout.image_dirs
+        self.mask_dir = layout.mask_dir
+        for folder in (*self.image_dirs, self.mask_dir):
             if not folder.is_dir():
                 raise DataError(folder, "folder not found")
-        self._images = _index_files(self.image_dir)
-        self._masks = _index_files(self.mask_dir)
+        self._images = index_image_files(self.image_dirs)
+        self._masks = _index_folder(self.mask_dir)
         if not self._images:
             raise DataError(self.image_dir, "no image files")
         if split is None:
             self.split_file: Path | None = None
             self.ids = sorted(self._images)
         else:
-            self.split_file = resolve_split(self.root, split)
+            self.split_file = resolve_split(layout, split)
             self.ids = read_split_ids(self.split_file)
             missing = [image_id for image_id in self.ids if image_id not in self._images]
             if missing:
                 shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-                raise DataError(
-                    self.split_file, f"{len(missing)} listed image(s) not in {self.image_dir}: {shown}"
-                )
+                folders = ", ".join(str(folder) for folder in self.image_dirs)
+                raise DataError(self.split_file, f"{len(missing)} listed image(s) not in {folders}: {shown}")
+        if mask_suffix is None:
+            mask_suffix = layout.mask_suffix
         if mask_suffix is None:
             mask_suffix = _detect_suffix(self.ids, self._masks, self.mask_dir)
         self.mask_suffix = mask_suffix
+        if boxes not in BOX_SOURCES:
+            raise DataError(self.root, f"boxes must be one of {', '.join(BOX_SOURCES)}, got {boxes!r}")
+        self.boxes = boxes
+        self.box_offset: Offset = ZERO if boxes == "masks" else self._measure_box_offset()
         self._cache: dict[str, _Cached] | None = {} if cache else None
+
+    @property
+    def image_dir(self) -> Path:
+        """The (first) image folder."""
+        return self.image_dirs[0]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -177,7 +196,10 @@ class MaskDataset:
         return self.load(self.ids[index])
 
     def __repr__(self) -> str:
-        return f"MaskDataset(root={str(self.root)!r}, split={self.split!r}, images={len(self)})"
+        return (
+            f"MaskDataset(root={str(self.root)!r}, split={self.split!r}, layout={self.layout.name!r}, "
+            f"images={len(self)})"
+        )
 
     def image_path(self, image_id: str) -> Path:
         """The image file of ``image_id``."""
@@ -194,16 +216,74 @@ class MaskDataset:
             raise DataError(self.mask_dir / f"{name}.png", f"file not found (the mask of image {image_id!r})")
         return path
 
-    def _read(self, image_id: str) -> _Cached:
-        image = read_raw(self.image_path(image_id))
+    def box_path(self, image_id: str) -> Path:
+        """The box file of ``image_id`` (layouts with box files only)."""
+        path = self.layout.box_file(image_id)
+        if path is None:
+            raise DataError(self.root, NO_BOX_FILES.format(self.layout.name))
+        return path
+
+    def read_mask(self, image_id: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """The (H, W) 0/1 target mask of ``image_id``, checked against the image's ``shape``."""
         mask_path = self.mask_path(image_id)
         mask = read_label_mask(mask_path)
-        require_shape(mask_path, mask, image.shape[:2])
-        boxes, points, _ = mask_components(mask)
+        if shape is not None:
+            require_shape(mask_path, mask, shape)
+        return mask
+
+    def read_box_file(self, image_id: str) -> np.ndarray:
+        """(N, 4) float32 boxes of the box file as written (objects without a box skipped)."""
+        return parse_voc_xml(self.box_path(image_id), skip_objects_without_box=True).boxes
+
+    def _measure_box_offset(self) -> Offset:
+        """The offset of the box files against the masks, over the first images (sorted names)."""
+        box_dir = self.layout.box_dir
+        if box_dir is None:
+            raise DataError(self.root, NO_BOX_FILES.format(self.layout.name))
+        agreement = BoxAgreement()
+        for image_id in sorted(self._images)[:OFFSET_MAX_FILES]:
+            if not self.box_path(image_id).is_file() or f"{image_id}{self.mask_suffix}" not in self._masks:
+                continue
+            agreement.add(self.read_box_file(image_id), mask_components(self.read_mask(image_id))[0])
+            if agreement.paired >= OFFSET_PAIRED_BOXES:
+                break
+        if agreement.around_several:
+            raise DataError(
+                box_dir,
+                f"{agreement.files_around_several} box file(s) hold a box around several mask targets; "
+                "take the boxes from the masks (data.boxes=masks)",
+            )
+        offset = agreement.convention()
+        if offset is None:
+            found = agreement.describe_offset() if agreement.offsets else "no box is near a mask target"
+            raise DataError(
+                box_dir,
+                f"the box files follow no single offset from their masks (most often {found}); "
+                "take the boxes from the masks (data.boxes=masks)",
+            )
+        return offset
+
+    def _boxes_from_file(self, image_id: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes of the box file in bafenet's convention, and the centre pixel of each as its point."""
+        path = self.box_path(image_id)
+        boxes = self.read_box_file(image_id) - np.float32(self.box_offset)
+        problems = box_problems(boxes, shape[1], shape[0])
+        if problems:
+            raise DataError(path, "; ".join(problems) + f" (offset {signed(self.box_offset)} subtracted)")
+        points = np.floor((boxes[:, :2] + boxes[:, 2:]) / 2) + 0.5
+        return boxes.astype(np.float32), points.astype(np.float32)
+
+    def _read(self, image_id: str) -> _Cached:
+        image = read_raw(self.image_path(image_id))
+        mask = self.read_mask(image_id, image.shape[:2])
+        if self.boxes == "files":
+            boxes, points = self._boxes_from_file(image_id, image.shape[:2])
+        else:
+            boxes, points, _ = mask_components(mask)
         return _Cached(image, np.packbits(mask), boxes, points)
 
     def load(self, image_id: str) -> Sample:
-        """Read one image and its mask as a :class:`Sample` (boxes and points from the mask)."""
+        """Read one image and its mask as a :class:`Sample`."""
         if self._cache is None:
             record = self._read(image_id)
         else:

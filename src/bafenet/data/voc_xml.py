@@ -58,8 +58,12 @@ def _size(path: Path, root: ET.Element) -> tuple[int | None, int | None]:
     return int(width), int(height)
 
 
-def parse_voc_xml(path: str | Path) -> VocAnnotation:
-    """Read a VOC box file. Raises :class:`DataError` (naming ``path``) on any problem."""
+def parse_voc_xml(path: str | Path, *, skip_objects_without_box: bool = False) -> VocAnnotation:
+    """Read a VOC box file. Raises :class:`DataError` (naming ``path``) on any problem.
+
+    ``skip_objects_without_box``: pass over an ``<object>`` without ``<bndbox>`` (SIRST v1/v2
+    write one into target-free frames) instead of refusing the file.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -87,6 +91,8 @@ def parse_voc_xml(path: str | Path) -> VocAnnotation:
             raise DataError(path, f"{where} is named {name!r}, expected {TARGET_CLASS!r}")
         bndbox = obj.find("bndbox")
         if bndbox is None:
+            if skip_objects_without_box:
+                continue
             raise DataError(path, f"{where} has no <bndbox>")
         rows.append([_number(path, bndbox, tag, where) for tag in _COORDS])
     return VocAnnotation(boxes=voc_to_boxes(np.array(rows, dtype=np.float64)), width=width, height=height)

@@ -262,6 +262,18 @@ def _merge_across_ranks(det, irstd, sky, predictions):
 
 
 SIZE_GROUPS = {"small": "long side <= 640 px", "large": "long side > 640 px"}
+MIN_GROUP_TARGETS = 20
+"""A group of images (frame size, sky / non-sky) with fewer targets is marked: its numbers are noise."""
+FEW_TARGETS_KEY = f"fewer_than_{MIN_GROUP_TARGETS}_targets"
+"""The flag each group's metrics carry (``metrics.json``: ``by_frame_size.<group>``)."""
+
+
+def group_counts(metrics: dict[str, Any]) -> str:
+    """How many images and targets a group's numbers stand on, in words, marking a small group:
+    ``"12 images, 140 targets"``, ``"1 image, 1 target (fewer than 20 targets)"``."""
+    images, targets = int(metrics["num_images"]), int(metrics["num_gt"])
+    text = f"{images} image{'s' * (images != 1)}, {targets} target{'s' * (targets != 1)}"
+    return text + (f" (fewer than {MIN_GROUP_TARGETS} targets)" if targets < MIN_GROUP_TARGETS else "")
 
 
 def frame_size_group(image_size: tuple[int, int], limit: int = 640) -> str:
@@ -299,11 +311,13 @@ def metrics_by_frame_size(
     """:func:`prediction_metrics` of the small and the large frames separately.
 
     Computed from kept predictions (``evaluate(..., keep_predictions=True)``); a group without
-    images is left out.
+    images is left out. Each group states its ``num_images`` and ``num_gt`` (targets), and
+    :data:`FEW_TARGETS_KEY` is true below :data:`MIN_GROUP_TARGETS` targets.
     """
     groups: dict[str, dict[str, Any]] = {}
     for name in SIZE_GROUPS:
         members = [p for p in predictions if frame_size_group(p.image_size) == name]
         if members:
             groups[name] = prediction_metrics(members, cfg, stated_score_thr)
+            groups[name][FEW_TARGETS_KEY] = groups[name]["num_gt"] < MIN_GROUP_TARGETS
     return groups

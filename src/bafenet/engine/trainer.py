@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from bafenet.config import Config, config_to_dict, save_config
-from bafenet.data import open_dataset
+from bafenet.data import open_for_run
 from bafenet.data.collate import collate_samples
 from bafenet.data.pipeline import AugmentedDataset
 from bafenet.data.sample import Sample
@@ -48,7 +48,6 @@ from bafenet.engine.runs import remove_stale_temp_files
 from bafenet.engine.setup import build_model_from_config, build_train_transform
 from bafenet.errors import BafenetError, DataError
 from bafenet.fileio import write_json
-from bafenet.paths import resolve_data_root
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training aborts
 LOG_EVERY = 10  # iterations between rows of iters.csv
@@ -68,6 +67,8 @@ class TrainSummary:
     images_seen: int = 0  # training images processed (all ranks)
     train_seconds: float = 0.0  # time spent in training steps, data waiting included
     last_predictions: list = field(default_factory=list)  # detections of this call's final validation
+    # invalid samples left out (data.skip_invalid), one "<file>: <problem>" line each, by split
+    skipped_samples: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -243,11 +244,12 @@ class Trainer:
     # ----------------------------------------------------------------- setup
     def _setup_data(self) -> None:
         cfg = self.cfg
-        root = resolve_data_root(cfg.data.root)
-        train_set = open_dataset(root, cfg.data.train_split, cache=cfg.data.cache)
-        self.val_set = open_dataset(root, cfg.data.val_split, cache=cfg.data.cache)
+        progress = self.progress and self.main
+        train_set, skipped_train = open_for_run(cfg.data, cfg.data.train_split, progress)
+        self.val_set, skipped_val = open_for_run(cfg.data, cfg.data.val_split, progress)
+        self.skipped_samples = {"train": skipped_train, "val": skipped_val}
         if len(train_set) == 0:
-            raise BafenetError(f"{root}: split {cfg.data.train_split!r} holds no images")
+            raise BafenetError(f"{train_set.root}: split {cfg.data.train_split!r} holds no images")
         self.train_data = AugmentedDataset(
             train_set, build_train_transform(cfg), seed=cfg.train.seed, repeat=cfg.data.repeat
         )
@@ -487,6 +489,7 @@ class Trainer:
             images_seen=state.images_seen,
             train_seconds=state.train_seconds,
             last_predictions=self.last_predictions,
+            skipped_samples=self.skipped_samples,
         )
         if self.main:
             self.logger.close()
@@ -502,6 +505,7 @@ class Trainer:
                     "images_seen": summary.images_seen,
                     "train_seconds": summary.train_seconds,
                     "last_metrics": _plain(summary.last_metrics),
+                    "skipped_samples": summary.skipped_samples,
                 },
             )
             print(
