@@ -127,14 +127,23 @@ class Run:
     base: str = "bafenet_hr.yaml"  # the packaged recipe (src/bafenet/configs/) that the overrides modify
     seed: int = 0
     config: str = ""  # the configuration its seeds share (default: the run's name)
+    # runs that train at the same speed (same network and input) share one images/s
+    # measurement of --by-images (default: the configuration's own)
+    speed_group: str = ""
 
     def __post_init__(self) -> None:
         self.config = self.config or self.name
+        self.speed_group = self.speed_group or self.config
 
 
-def seeded_runs(config: str, what: str, overrides: list[str], seeds: Sequence[int] = (0, 1, 2)) -> list[Run]:
+def seeded_runs(
+    config: str, what: str, overrides: list[str], seeds: Sequence[int] = (0, 1, 2), speed_group: str = ""
+) -> list[Run]:
     """One run per seed of a configuration, named ``<config>_s<seed>``."""
-    return [Run(f"{config}_s{seed}", what, overrides, seed=seed, config=config) for seed in seeds]
+    return [
+        Run(f"{config}_s{seed}", what, overrides, seed=seed, config=config, speed_group=speed_group)
+        for seed in seeds
+    ]
 
 
 @dataclass
@@ -308,13 +317,15 @@ def measure_images_per_s(cfg: Config, work: Path, seconds: float = RATE_SECONDS)
 
 
 def image_budget(run: Run, cfg: Config, budget: Budget, results_dir: Path, work: Path) -> dict[str, Any]:
-    """The image budget of ``run``'s configuration: read from ``image_budgets.json``, or
-    measured now (:func:`measure_images_per_s` x ``budget.minutes``) and stored there."""
+    """The image budget of ``run``'s speed group (its configuration, unless it names another):
+    read from ``image_budgets.json``, or measured now (:func:`measure_images_per_s` x
+    ``budget.minutes``) and stored there."""
     path = results_dir / "image_budgets.json"
     budgets = json.loads(path.read_text()) if path.exists() else {}
-    if run.config not in budgets:
+    key = run.speed_group
+    if key not in budgets:
         rate = measure_images_per_s(cfg, work)
-        budgets[run.config] = {
+        budgets[key] = {
             "max_images": max(1, round(rate * budget.minutes * 60.0)),
             "images_per_s": rate,
             "minutes": budget.minutes,
@@ -323,8 +334,8 @@ def image_budget(run: Run, cfg: Config, budget: Budget, results_dir: Path, work:
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         write_json(path, budgets)
-        print(f"{run.config}: {rate:.2f} images/s -> {budgets[run.config]['max_images']} images per run")
-    return budgets[run.config]
+        print(f"{key}: {rate:.2f} images/s -> {budgets[key]['max_images']} images per run")
+    return budgets[key]
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float | int]:
@@ -383,6 +394,7 @@ def run_one(
         "torch": torch.__version__,
         "metrics": _numbers(summary.last_metrics),
         "by_frame_size": {g: _numbers(m) for g, m in by_size.items()},
+        "skipped_samples": summary.skipped_samples,  # invalid samples left out (data.skip_invalid)
     }
     if has_sky(cfg.model.name):
         train_set = open_dataset(cfg.data.root, cfg.data.train_split)
@@ -403,7 +415,7 @@ def run_all(
     overrides = {
         run.name: [
             *budget_overrides(args.data, budget.minutes, run.seed, args.workers, args.device),
-            *(SMOKE_OVERRIDES if args.smoke else []),
+            *(args.smoke_overrides if args.smoke else []),
         ]
         for run in todo
     }
@@ -728,14 +740,25 @@ def report_lines(records: dict[str, dict]) -> list[str]:
     return [*lines, NOTES]
 
 
-def write_report(records: dict[str, dict], results_dir: Path, title: str, header: list[str]) -> None:
+def write_report(
+    records: dict[str, dict],
+    results_dir: Path,
+    title: str,
+    header: list[str],
+    report: Callable[[dict[str, dict]], list[str]] = report_lines,
+) -> None:
     """``<results_dir>.md`` and ``<results_dir>.json`` next to the per-run folder."""
-    lines = [f"# {title}", "", *header, "", *report_lines(records)]
+    lines = [f"# {title}", "", *header, "", *report(records)]
     write_text(results_dir.with_suffix(".md"), "\n".join(lines) + "\n")
     write_json(results_dir.with_suffix(".json"), records)
 
 
 # ------------------------------------------------------------------------------ command line
+def write_smoke_devkit(root: Path) -> None:
+    """The ``--smoke`` dataset of the DenseSIRST benchmarks: 8 small synthetic frames."""
+    write_synthetic_devkit(root, n=8, seed=0, sizes=((96, 80), (112, 96)))
+
+
 def _parse_args(doc: str, runs: list[Run], name: str, default_minutes: float, normalised: bool):
     names = [r.name for r in runs]
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -813,6 +836,11 @@ def budget_main(
     header: str,
     normalised: bool = False,
     smoke_runs: Sequence[str] | None = None,
+    prepare: Callable[[list[Run], argparse.Namespace], None] | None = None,
+    finish: Callable[[dict[str, dict], argparse.Namespace], None] | None = None,
+    report: Callable[[dict[str, dict]], list[str]] = report_lines,
+    smoke_data: Callable[[Path], Any] = write_smoke_devkit,
+    smoke_overrides: Sequence[str] = SMOKE_OVERRIDES,
 ) -> None:
     """Command line of a budget benchmark: calibrate (when a chosen run is still to do), run
     (or skip) the chosen runs, complete older records when asked, then write the tables of
@@ -821,15 +849,24 @@ def budget_main(
     ``minutes``: the budget per run; with ``normalised`` it is the budget at the reference
     CPU, scaled by this machine's calibration. ``header`` may use ``{minutes}`` (training
     minutes) and ``{calibration}`` (ms) of the latest calibrated record. ``smoke_runs``: what
-    ``--smoke`` runs (default: every run).
+    ``--smoke`` runs (default: every run). ``prepare``: called with the chosen runs (and the
+    arguments) before any run, to resolve what they need; ``finish``: called with every finished record (and
+    the arguments) before the report, to add what needs several records or the weights;
+    ``report``: the tables under the header (default :func:`report_lines`). ``smoke_data``
+    writes the dataset of ``--smoke`` into the folder it is given; ``smoke_overrides`` shrink
+    its runs.
     """
     args = _parse_args(doc, runs, name, minutes, normalised)
     chosen_names = args.runs or (list(smoke_runs or []) if args.smoke else []) or [r.name for r in runs]
     chosen = [r for r in runs if r.name in chosen_names]
+    args.smoke_overrides = list(smoke_overrides)
     if args.smoke:
         args.data = str(args.work / "devkit")
         shutil.rmtree(args.data, ignore_errors=True)
-        write_synthetic_devkit(Path(args.data), n=8, seed=0, sizes=((96, 80), (112, 96)))
+        smoke_data(Path(args.data))
+    args.results.mkdir(parents=True, exist_ok=True)
+    if prepare is not None:
+        prepare(chosen, args)
     if any(not (args.results / f"{r.name}.json").exists() for r in chosen):
         run_all(chosen, args, args.results, args.work, session_budget(args, name, minutes, normalised))
     if args.complete:
@@ -840,6 +877,8 @@ def budget_main(
         if path.exists():
             finished[r.name] = json.loads(path.read_text())
             finished[r.name].setdefault("config", r.config)  # records written before configurations
+    if finish is not None:
+        finish(finished, args)
     calibrated = [r for r in finished.values() if r.get("calibration")]
     latest = max(calibrated, key=lambda r: r["calibration"]["measured_at"], default=None)
     lines = [
@@ -852,4 +891,4 @@ def budget_main(
         lines.insert(
             0, "**Smoke run** (tiny network, one epoch on synthetic frames): the numbers mean nothing."
         )
-    write_report(finished, args.results, title, lines)
+    write_report(finished, args.results, title, lines, report)

@@ -49,6 +49,9 @@ class ModelConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     # backbone initialisation: "imagenet" (torchvision weights), null (random) or a file path
     weights_backbone: str | None = "imagenet"
+    # fine-tuning: start from every weight of this checkpoint (a released model or a run's
+    # best.pt, of the same model and switches); the backbone initialisation is then skipped
+    init_weights: str | None = None
 
 
 @dataclass

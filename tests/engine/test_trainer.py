@@ -165,3 +165,31 @@ def test_bad_training_file_is_one_line_and_leaves_no_run(
     assert "Traceback" not in out.stderr and "worker" not in out.stderr
     # the run folder made by this failed call (config.yaml, TensorBoard events) is gone
     assert "run folder:" in out.stdout and list(project.iterdir()) == []
+
+
+def test_init_weights_fine_tunes_from_a_checkpoint(
+    tiny_devkit: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from bafenet.cli.train import resolve_config
+    from bafenet.config import config_to_dict, load_config
+    from bafenet.engine.setup import build_model_from_config
+    from bafenet.engine.trainer import Trainer
+
+    cfg = load_config(resolve_config(TINY[0]), [*TINY[1:], f"data.root={tiny_devkit}"])
+    torch.manual_seed(123)  # not the trainer's seed: other weights than a fresh model's
+    source = build_model_from_config(cfg)
+    released = save_checkpoint(tmp_path / "released.pt", source, "fcos_r18", config_to_dict(cfg))
+    cfg.model.init_weights = str(released)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer.logger.close()
+    expected = source.state_dict()
+    got = trainer.model.state_dict()
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    # a checkpoint of another model: one line naming the file, no run folder left
+    other = save_checkpoint(tmp_path / "other.pt", source, "fcos_r50", config_to_dict(cfg))
+    argv = ["train", *TINY, f"data.root={tiny_devkit}", "--init-weights", str(other)]
+    assert main([*argv, "--project", str(tmp_path / "runs"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(other) in err and "fcos_r50" in err
+    assert not any((tmp_path / "runs").glob("*/last.pt"))

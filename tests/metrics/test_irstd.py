@@ -125,3 +125,18 @@ def test_curve_without_any_prediction_is_empty():
     ev.add("a", np.zeros((0, 4)), np.zeros(0), np.array([[0, 0, 3, 3]], np.float32), image_size=(10, 10))
     curve = ev.curve()
     assert len(curve["pd"]) == 0 and len(curve["false_alarms"]) == 0
+
+
+def test_targets_found_is_the_same_matching_seen_from_the_targets() -> None:
+    from bafenet.metrics.irstd import targets_found
+
+    gt = np.array([[10.0, 10.0], [20.0, 20.0], [40.0, 40.0]])
+    # the highest score takes target 0; the second prediction, nearer still to target 0, finds
+    # it taken and nothing else within 3 px; the third takes target 1 (2.8 px); target 2 is
+    # 5 px from the last one: missed
+    pred = np.array([[11.0, 10.0], [10.0, 10.5], [22.0, 22.0], [45.0, 40.0]])
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    found = targets_found(pred, scores, gt)
+    assert found.tolist() == [True, True, False]
+    assert match_centroids(pred, scores, gt).tolist() == [True, False, True, False]
+    assert targets_found(np.zeros((0, 2)), np.zeros(0), gt).tolist() == [False] * 3

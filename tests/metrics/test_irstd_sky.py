@@ -131,6 +131,30 @@ def test_fa_at_pd_per_megapixel_and_without_targets() -> None:
     )
 
 
+def test_pd_at_fixed_false_alarms_interpolated_on_the_curve() -> None:
+    evaluator = TargetLevelEvaluator()
+    # 0.5 Mpx: one hit, then one alarm and the second hit tied: (0, 0) -> (0.5, 0) -> (1.0, 2 per Mpx)
+    evaluator.add(
+        "a",
+        [_box(10, 10), _box(100, 100), _box(50, 50)],
+        [0.9, 0.5, 0.5],
+        [_box(10, 10), _box(50, 50)],
+        image_size=(500, 1000),
+    )
+    result = evaluator.pd_at_fa((0.0, 1.0, 2.0, 5.0))
+    assert result["pd_at_fa_per_mpix_0"] == 0.5  # the last point without an alarm
+    assert result["pd_at_fa_per_mpix_1"] == pytest.approx(0.75)  # halfway to (1.0, 2)
+    assert result["pd_at_fa_per_mpix_2"] == 1.0
+    assert result["pd_at_fa_per_mpix_5"] == 1.0  # past the curve's end: its final Pd
+    # on the 8-target case: (6/8, 3 alarms) at 0.55, then (7/8, 4): 3.5 alarms is halfway
+    assert _evaluator().pd_at_fa((3.5,))["pd_at_fa_per_mpix_3.5"] == pytest.approx(0.8125)
+    empty = TargetLevelEvaluator()
+    empty.add("a", [_box(10, 10)], [0.9], np.zeros((0, 4)), image_size=(10, 10))
+    assert empty.pd_at_fa() == dict.fromkeys(
+        ("pd_at_fa_per_mpix_1", "pd_at_fa_per_mpix_2", "pd_at_fa_per_mpix_5")
+    )
+
+
 def test_pred_sky_length_is_checked() -> None:
     evaluator = TargetLevelEvaluator()
     with pytest.raises(ValueError, match="pred_sky"):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -58,6 +60,26 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print("bafenet: interrupted", file=sys.stderr)
         return 130
+
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def console_main() -> int:
+    """The ``bafenet`` console script (and ``python -m bafenet``): :func:`main`, with bafenet's
+    own warnings printed as one line (``bafenet: warning: ...``) instead of Python's
+    file-and-source-line format."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if Path(filename).resolve().is_relative_to(PACKAGE_DIR):
+            print(f"bafenet: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        return main()
 
 
 def _close_progress_bars() -> None:

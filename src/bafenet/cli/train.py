@@ -53,6 +53,8 @@ def _train(args: argparse.Namespace) -> int:
     config_name, overrides = split_overrides(args.items)
     if args.data:
         overrides.append(f"data.root={args.data}")
+    if args.init_weights:
+        overrides.append(f"model.init_weights={args.init_weights}")
     if args.resume:
         ckpt = load_resume_checkpoint(args.resume)
         from bafenet.config import apply_override
@@ -107,6 +109,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="run name (default: the model name)")
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")
     p.add_argument("--resume", default=None, help="continue from a run's last.pt")
+    p.add_argument(
+        "--init-weights",
+        default=None,
+        metavar="PT",
+        help="fine-tune: start from every weight of this checkpoint (a released .pt or a run's best.pt; "
+        "same model and switches)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_layout_arguments(p, skip_invalid=True)
     p.set_defaults(func=_train, overrides_dest="items")

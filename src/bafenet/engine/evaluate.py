@@ -226,7 +226,8 @@ AT_THRESHOLD_KEYS = (
 def irstd_metrics(
     irstd: TargetLevelEvaluator, best_f1_score_thr: float | None, stated_score_thr: float | None = None
 ) -> dict[str, Any]:
-    """Every ``irstd_*`` metric: at the Pd threshold, at fixed Pd, at the F1-best and stated thresholds.
+    """Every ``irstd_*`` metric: at the Pd threshold, at fixed Pd, at fixed false alarms, at the
+    F1-best and stated thresholds.
 
     ``irstd_<field>_at_best_f1`` are None when there is no F1-best threshold; the
     ``stated_score_thr`` and ``irstd_<field>_at_stated`` keys exist only when a stated
@@ -234,6 +235,7 @@ def irstd_metrics(
     """
     metrics = {f"irstd_{k}": v for k, v in irstd.compute().items()}
     metrics.update({f"irstd_{k}": v for k, v in irstd.fa_at_pd().items()})
+    metrics.update({f"irstd_{k}": v for k, v in irstd.pd_at_fa().items()})
     metrics.update(_irstd_at(irstd, best_f1_score_thr, "best_f1"))
     if stated_score_thr is not None:
         metrics["stated_score_thr"] = float(stated_score_thr)

@@ -76,8 +76,8 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path, overrides: Iterabl
     """The config a checkpoint-like dict stores (``ckpt["config"]``), updated by ``overrides``.
 
     The operating threshold it states (:func:`operating_score_thr`) is checked too, and
-    ``model.weights_backbone`` is cleared: the file holds every weight. ``path`` is the file
-    named in errors (a ``.pt`` checkpoint or an exported ``.onnx``).
+    ``model.weights_backbone`` / ``model.init_weights`` are cleared: the file holds every
+    weight. ``path`` is the file named in errors (a ``.pt`` checkpoint or an exported ``.onnx``).
 
     Raises:
         ConfigError / DataError: one line naming the file (and the overrides) and the problem.
@@ -96,6 +96,7 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path, overrides: Iterabl
     except BafenetError as exc:
         raise DataError(path, str(exc)) from None
     cfg.model.weights_backbone = None
+    cfg.model.init_weights = None
     return cfg
 
 

@@ -20,7 +20,8 @@ EVAL_POSTPROCESS = {
 
 
 def build_model_from_config(cfg: Config) -> nn.Module:
-    """The zoo model named by ``cfg.model`` with its switches, post-processing from ``cfg.eval``.
+    """The zoo model named by ``cfg.model`` with its switches, post-processing from ``cfg.eval``
+    (random or backbone-initialised weights; ``model.init_weights`` is loaded by the trainer).
 
     Raises:
         BafenetError: the model cannot be built with these switches (one line).
@@ -29,9 +30,9 @@ def build_model_from_config(cfg: Config) -> nn.Module:
         if key in cfg.model.kwargs:
             raise ConfigError(f"model.kwargs.{key}: post-processing is set by eval.{eval_key}")
     postprocess = {key: getattr(cfg.eval, eval_key) for key, eval_key in EVAL_POSTPROCESS.items()}
-    return build_model(
-        cfg.model.name, weights_backbone=cfg.model.weights_backbone, **cfg.model.kwargs, **postprocess
-    )
+    # a fine-tuned model gets every weight from model.init_weights: no backbone download
+    weights_backbone = None if cfg.model.init_weights else cfg.model.weights_backbone
+    return build_model(cfg.model.name, weights_backbone=weights_backbone, **cfg.model.kwargs, **postprocess)
 
 
 def sky_context_size(cfg: Config) -> int | None:

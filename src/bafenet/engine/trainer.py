@@ -274,6 +274,9 @@ class Trainer:
     def _setup_model(self) -> None:
         cfg = self.cfg
         self.model = build_model_from_config(cfg).to(self.device)
+        if cfg.model.init_weights:  # fine-tuning (a resumed run then overwrites these weights)
+            path = cfg.model.init_weights
+            load_weights(self.model, load_checkpoint(path, expected_model=cfg.model.name), path=path)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, len(self.loader))
         self.use_amp = cfg.train.amp and self.device.type == "cuda"

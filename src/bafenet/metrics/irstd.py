@@ -37,6 +37,7 @@ from bafenet.errors import BafenetError
 
 SKY, NOT_SKY, SKY_UNKNOWN = 1, 0, 255  # the values of a sample's ``sky_mask``
 FIXED_PD = (0.80, 0.85, 0.90)  # the Pd levels of :meth:`TargetLevelEvaluator.fa_at_pd`
+FIXED_FA = (1.0, 2.0, 5.0)  # false alarms per Mpx of :meth:`TargetLevelEvaluator.pd_at_fa`
 
 
 def box_centers(boxes: np.ndarray) -> np.ndarray:
@@ -74,20 +75,38 @@ def match_centroids(
     Indexed like the inputs. Predictions by descending score (stable); each takes the
     nearest unmatched target (lowest index on equal distances) at distance < ``max_distance_px``.
     """
+    return _greedy_match(pred_centers, pred_scores, gt_centers, max_distance_px)[0]
+
+
+def targets_found(
+    pred_centers: np.ndarray,
+    pred_scores: np.ndarray,
+    gt_centers: np.ndarray,
+    max_distance_px: float = 3.0,
+) -> np.ndarray:
+    """The same matching as :func:`match_centroids`, seen from the targets: (M,) bool, True
+    where a target was detected (indexed like ``gt_centers``)."""
+    return _greedy_match(pred_centers, pred_scores, gt_centers, max_distance_px)[1]
+
+
+def _greedy_match(
+    pred_centers: np.ndarray, pred_scores: np.ndarray, gt_centers: np.ndarray, max_distance_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(prediction matched (N,), target taken (M,))`` of the greedy centroid matching."""
     pred_centers = np.asarray(pred_centers, dtype=np.float64).reshape(-1, 2)
     gt_centers = np.asarray(gt_centers, dtype=np.float64).reshape(-1, 2)
     matched = np.zeros(len(pred_centers), dtype=bool)
-    if len(pred_centers) == 0 or len(gt_centers) == 0:
-        return matched
-    distance = np.linalg.norm(pred_centers[:, None, :] - gt_centers[None, :, :], axis=2)  # (N, M)
     gt_taken = np.zeros(len(gt_centers), dtype=bool)
+    if len(pred_centers) == 0 or len(gt_centers) == 0:
+        return matched, gt_taken
+    distance = np.linalg.norm(pred_centers[:, None, :] - gt_centers[None, :, :], axis=2)  # (N, M)
     for i in np.argsort(-np.asarray(pred_scores, dtype=np.float64).reshape(-1), kind="stable"):
         candidates = np.where(gt_taken | (distance[i] >= max_distance_px), np.inf, distance[i])
         j = int(candidates.argmin())
         if np.isfinite(candidates[j]):
             gt_taken[j] = True
             matched[i] = True
-    return matched
+    return matched, gt_taken
 
 
 @dataclass
@@ -282,6 +301,30 @@ class TargetLevelEvaluator:
                     t = (level - pd[k - 1]) / (pd[k] - pd[k - 1])
                     value = float(fa[k - 1] + t * (fa[k] - fa[k - 1]))
             result[f"fa_per_mpix_at_pd_{level:.2f}"] = value
+        return result
+
+    def pd_at_fa(self, fa_levels: tuple[float, ...] = FIXED_FA) -> dict[str, float | None]:
+        """Pd at fixed false alarms per megapixel, interpolated on :meth:`curve` (the matched
+        comparison seen from the other axis of :meth:`fa_at_pd`).
+
+        The curve starts at (Pd 0, 0 false alarms). For a level f, take the last curve point
+        with false alarms <= f and the point after it, and interpolate Pd linearly in false
+        alarms between the two; past the curve's end, its final Pd (no threshold gives more).
+        Keys ``pd_at_fa_per_mpix_1`` etc.; None when the set has no target.
+        """
+        if not self._totals()[1]:  # no target
+            return {f"pd_at_fa_per_mpix_{level:g}": None for level in fa_levels}
+        curve = self.curve()
+        pd = np.concatenate([[0.0], curve["pd"]])
+        fa = np.concatenate([[0.0], curve["fa_per_mpix"]])
+        result: dict[str, float | None] = {}
+        for level in fa_levels:
+            k = int(np.flatnonzero(fa <= level)[-1])  # fa[0] = 0 <= any level
+            value = float(pd[k])
+            if k + 1 < len(fa):
+                t = (level - fa[k]) / (fa[k + 1] - fa[k])
+                value = float(pd[k] + t * (pd[k + 1] - pd[k]))
+            result[f"pd_at_fa_per_mpix_{level:g}"] = value
         return result
 
     def per_image(self, score_threshold: float | None = None) -> list[dict[str, str | int]]:
