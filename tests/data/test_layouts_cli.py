@@ -4,6 +4,8 @@ invalid samples refused or left out (and recorded), and the group counts of ever
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import layout_replicas
@@ -135,3 +137,19 @@ def test_train_records_what_it_left_out(tmp_path: Path, monkeypatch: pytest.Monk
 def test_group_counts_mark_small_groups() -> None:
     assert group_counts({"num_images": 1, "num_gt": 1}) == "1 image, 1 target (fewer than 20 targets)"
     assert group_counts({"num_images": 12, "num_gt": MIN_GROUP_TARGETS}) == "12 images, 20 targets"
+
+
+def test_the_console_script_prints_a_warning_as_one_line(weights: Path, tmp_path: Path) -> None:
+    root = write_sirst_v1(tmp_path / "sirst_v1")
+    split = tmp_path / "two.txt"
+    split.write_text(f"Misc_1\n{BAD_FRAME}")
+    command = [sys.executable, "-m", "bafenet", "val", "--weights", str(weights), "--data", str(root)]
+    command += ["--split", str(split), "--skip-invalid", "--out", str(tmp_path / "out"), "--device", "cpu"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    warning = [line for line in out.stderr.splitlines() if "left out 1 invalid sample" in line]
+    assert warning == [
+        f"bafenet: warning: left out 1 invalid sample(s) of split '{split}' ({BAD_FRAME}):"
+        f" {root}/masks/{BAD_FRAME}_pixels0.png: size 60x50 differs from the image's 48x40"
+    ]
+    assert "UserWarning" not in out.stderr and "screen_samples" not in out.stderr

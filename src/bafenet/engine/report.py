@@ -13,9 +13,10 @@ import numpy as np
 
 from bafenet.errors import BafenetError
 from bafenet.fileio import atomic_path, write_json, write_text
-from bafenet.metrics.irstd import FIXED_PD
+from bafenet.metrics.irstd import FIXED_FA, FIXED_PD
 
 AT_PD_MEANING = "false alarms per megapixel at Pd {pd}, linearly interpolated on the Pd-FA curve"
+AT_FA_MEANING = "IRSTD Pd at {fa} false alarms per megapixel, linearly interpolated on the Pd-FA curve"
 SKY_SPLIT_ROWS = [  # (field, meaning, unit) of the false alarms' sky split at one threshold
     ("false_alarms_in_sky", "false alarms whose box centre is on annotated sky", "count"),
     ("false_alarms_off_sky", "false alarms whose box centre is on annotated non-sky", "count"),
@@ -37,6 +38,7 @@ TABLE_ROWS = [
         (f"irstd_fa_per_mpix_at_pd_{pd:.2f}", AT_PD_MEANING.format(pd=f"{pd:.2f}"), "1/Mpx")
         for pd in FIXED_PD
     ],
+    *[(f"irstd_pd_at_fa_per_mpix_{fa:g}", AT_FA_MEANING.format(fa=f"{fa:g}"), "fraction") for fa in FIXED_FA],
     ("best_f1", "best F1 over score thresholds, legacy widths (operating point)", "fraction"),
     ("best_f1_score_thr", "the score threshold of that F1 (predict --score-thr)", "score"),
     ("best_f1_precision", "precision at that threshold", "fraction"),
