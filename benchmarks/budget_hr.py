@@ -17,6 +17,10 @@ The sky ablation, three seeds each (``<configuration>_s0`` .. ``_s2``):
 * ``fcos_seg_hr_ctx``: sky branch with the whole-frame sky context, no exchange;
 * ``bafenet_hr_ctx``: the full model, its cross-task exchange fed by the context-aware sky;
 * ``fcos_seg_hr_ctx_scoring``: sky context and sky-conditioned scoring;
+* ``fcos_seg_hr_own``, ``fcos_seg_hr_own_scoring``, ``bafenet_hr_own``: the same three with
+  the whole-frame sky from a narrow network of its own (``context_net``,
+  ``models/context_net.py``) instead of the detector's body, which then stays ``fcos_hr``'s
+  (the probe ``cross_sky_gate.py`` gated ``fcos_hr``'s detections with a separate sky model);
 * ``fcos_hr_bg``: ``fcos_hr`` with a quarter of the training crops placed uniformly over the
   frame instead of near a target (``data.input.background_crop_prob=0.25``), the first
   large-frame candidate: target-free background and ground clutter seen in training;
@@ -46,6 +50,7 @@ from __future__ import annotations
 from budget_common import Run, budget_main, seeded_runs
 
 CONTEXT = ["model.kwargs.sky_context=true"]
+OWN_NET = [*CONTEXT, "model.kwargs.context_net=true"]
 
 RUNS = [
     *seeded_runs("fcos_hr", "no sky branch", ["model.name=fcos_hr"]),
@@ -61,6 +66,21 @@ RUNS = [
         "fcos_seg_hr_ctx_scoring",
         "sky context + sky-conditioned scoring",
         ["model.name=fcos_seg_hr", *CONTEXT, "model.kwargs.sky_scoring=true"],
+    ),
+    *seeded_runs(
+        "fcos_seg_hr_own",
+        "sky from a context net of its own (detector body = fcos_hr's), no exchange",
+        ["model.name=fcos_seg_hr", *OWN_NET],
+    ),
+    *seeded_runs(
+        "fcos_seg_hr_own_scoring",
+        "own context net + sky-conditioned scoring",
+        ["model.name=fcos_seg_hr", *OWN_NET, "model.kwargs.sky_scoring=true"],
+    ),
+    *seeded_runs(
+        "bafenet_hr_own",
+        "full model: exchange fed by the own context net's sky",
+        ["model.name=bafenet_hr", *OWN_NET],
     ),
     *seeded_runs(
         "fcos_hr_bg",

@@ -70,9 +70,11 @@ def test_fixed_graph_takes_its_size_only(tmp_path):
         session.run(None, {"images": np.zeros((1, 1, 64, 96), np.float32)})
 
 
-def test_sky_context_graph_takes_the_context_as_inputs(tmp_path):
+@pytest.mark.parametrize("context_net", [False, True])
+def test_sky_context_graph_takes_the_context_as_inputs(tmp_path, context_net):
     torch.manual_seed(0)
-    model = spread_scores(build_model("fcos_seg_hr", sky_context=True, context_size=64, **TINY))
+    switches = {"sky_context": True, "context_size": 64, "context_net": context_net, "context_width": 8}
+    model = spread_scores(build_model("fcos_seg_hr", **switches, **TINY))
     path = export_onnx(model, tmp_path / "context.onnx", height=64, width=96, dynamic=True)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     strides = model.strides

@@ -96,6 +96,9 @@ class FCOSDetector(nn.Module):
         score_thresh, pre_nms_top_n, nms_thresh, detections_per_img: post-processing (§1.9).
         context_size: long side of the whole-frame sky context (a head built with
             ``sky_context``); ``None`` without one.
+        context_net: the whole-frame sky's own network (``(B, 3, h, w)`` normalised context
+            -> ``[(B, 1, h / s, w / s)]`` logits at the finest stride ``s``), for a head built
+            with ``sky_context`` and without its context predictor; ``None``: the head's.
         sky_gate_thr: drop returned detections whose sky probability at the box centre is
             below it (sky models only; ``None``: no gate).
     """
@@ -116,6 +119,7 @@ class FCOSDetector(nn.Module):
         detections_per_img: int = 100,
         context_size: int | None = None,
         sky_gate_thr: float | None = None,
+        context_net: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if len(strides) != len(regress_ranges):
@@ -126,9 +130,14 @@ class FCOSDetector(nn.Module):
             raise ValueError(f"context_size must be >= 32, got {context_size}")
         if sky_gate_thr is not None and not head.with_sky:
             raise ValueError("the sky gate needs a sky branch")
+        if context_net is not None and not head.with_context:
+            raise ValueError("a context net needs a head built with sky_context")
+        if head.with_context and (context_net is None) != (head.context_pred is not None):
+            raise ValueError("the context sky comes from the head's predictor or a context net, one of them")
         self.backbone = backbone
         self.neck = neck
         self.head = head
+        self.context_net = context_net
         self.strides = list(strides)
         self.regress_ranges = [tuple(map(float, r)) for r in regress_ranges]
         self.first_level = first_level
@@ -191,12 +200,20 @@ class FCOSDetector(nn.Module):
             return self.head(pyramid)
         if context is None:
             context = whole_image_context(images, self.context_size, image_sizes)
-        context_logits = self.head.context_sky(self.pyramid(context.images))
+        context_logits = self.context_sky(context.images)
         priors = [
             resample_context(context_logits[0], context, tuple(x.shape[-2:]), stride, self.strides[0])
             for x, stride in zip(pyramid, self.strides, strict=True)
         ]
         return self.head(pyramid, priors)._replace(context_sky_logits=context_logits)
+
+    def context_sky(self, context_images: Tensor) -> list[Tensor]:
+        """(B, 1, h_c, w_c) grey context images -> sky logits per context level (B, 1, h_l, w_l),
+        finest first (of stride ``strides[0]``): from the context net, else the model's own
+        backbone, FPN and sky tower."""
+        if self.context_net is not None:
+            return self.context_net(self.normalize(context_images))
+        return self.head.context_sky(self.pyramid(context_images))
 
     def forward(
         self,

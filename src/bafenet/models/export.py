@@ -86,7 +86,7 @@ class HeadGraph(nn.Module):
         fields = HEAD_FIELDS if self.with_sky else HEAD_FIELDS[:3]
         flat = [x for field in fields for x in getattr(outputs, field)]
         if self.with_context:  # the finest context level only, as FCOSDetector.head_outputs uses it
-            flat += model.head.context_sky(model.pyramid(context_images)[:1])
+            flat += model.context_sky(context_images)[:1]
         return flat
 
 

@@ -101,6 +101,9 @@ class FCOSHead(nn.Module):
             logit is the sky logit of every level and, with ``cross_task``, is added to the
             exchange's sky features (requires ``with_sky``).
         sky_scoring: sky-conditioned class logits, :class:`SkyScoring` (requires ``with_sky``).
+        context_predictor: with ``sky_context``, build the context sky predictor on the shared
+            sky tower (:meth:`context_sky`); False when the detector has a context network of
+            its own (:class:`~bafenet.models.context_net.SkyContextNet`).
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class FCOSHead(nn.Module):
         tower_depth: int = 4,
         sky_context: bool = False,
         sky_scoring: bool = False,
+        context_predictor: bool = True,
     ) -> None:
         super().__init__()
         if cross_task is not None and not with_sky:
@@ -125,7 +129,11 @@ class FCOSHead(nn.Module):
         groups = max(g for g in range(1, 33) if channels % g == 0)
         self.cls_tower = conv_tower(channels, tower_depth, groups)
         self.reg_tower = conv_tower(channels, tower_depth, groups)
-        self.sky_tower = conv_tower(channels, tower_depth, groups) if with_sky else None
+        self.with_sky = with_sky
+        # the high-resolution sky tower: for the sky predictor, the context predictor or the
+        # exchange; not for a context-net model without exchange (its sky map is the context's)
+        needs_tower = not sky_context or context_predictor or cross_task is not None
+        self.sky_tower = conv_tower(channels, tower_depth, groups) if with_sky and needs_tower else None
         self.cross_task = cross_task
         self.cls_pred = _predictor(channels, num_classes)
         self.box_pred = _predictor(channels, 4)
@@ -136,8 +144,10 @@ class FCOSHead(nn.Module):
         # built only when switched on: off, the head has exactly the plain head's parameters
         self.sky_fuse = None
         self.context_pred = None
+        self.with_context = sky_context
         if sky_context:
-            self.context_pred = _predictor(channels, 1)
+            if context_predictor:
+                self.context_pred = _predictor(channels, 1)
             if cross_task is not None:  # context sky logit -> the sky features of the exchange
                 self.sky_fuse = nn.Conv2d(1, channels, 1, bias=False)
         self.sky_scoring = SkyScoring(num_levels) if sky_scoring else None
@@ -151,19 +161,11 @@ class FCOSHead(nn.Module):
                     nn.init.zeros_(module.bias)
         nn.init.constant_(self.cls_pred.bias, -math.log((1 - prior_prob) / prior_prob))
 
-    @property
-    def with_sky(self) -> bool:
-        return self.sky_tower is not None
-
-    @property
-    def with_context(self) -> bool:
-        return self.context_pred is not None
-
     def context_sky(self, features: list[Tensor]) -> list[Tensor]:
         """Context pyramid levels -> per level context sky logits (B, 1, h_l, w_l) (the shared
         sky tower, its own predictor)."""
         if self.context_pred is None:
-            raise ValueError("this head has no sky context (sky_context=False)")
+            raise ValueError("this head has no context sky predictor (sky_context=False, or a context net)")
         return [self.context_pred(self.sky_tower(x)) for x in features]
 
     def forward(self, features: list[Tensor], sky_context: list[Tensor] | None = None) -> HeadOutputs:

@@ -31,6 +31,9 @@ Only the sky models (``fcos_seg_*``, ``bafenet_*``), all off by default
 
 * ``sky_context=False``: a low-resolution whole-frame pass whose sky features are fused into
   the sky branch, ``context_size=256`` its long side;
+* ``context_net=False``: that pass by a narrow network of its own
+  (:class:`~bafenet.models.context_net.SkyContextNet`, ResNet-18 of width ``context_width=16``)
+  instead of the detector's body, which then stays the plain detector's;
 * ``sky_scoring=False``: sky-conditioned class logits (learned, starting as the plain detector);
 * ``sky_gate_thr=None``: drop detections whose sky probability at the box centre is below it.
 
@@ -47,6 +50,7 @@ import torch
 
 from bafenet.models.backbone import ModelOptionError, ResNetBackbone
 from bafenet.models.context import DEFAULT_CONTEXT_SIZE
+from bafenet.models.context_net import SkyContextNet
 from bafenet.models.detector import FCOSDetector
 from bafenet.models.exchange import CrossTaskExchange, SelectorMode
 from bafenet.models.head import FCOSHead
@@ -67,7 +71,7 @@ COMMON_OPTIONS = (
     "backbone_norm",
     "backbone_width",
 )
-SKY_OPTIONS = ("sky_context", "context_size", "sky_scoring", "sky_gate_thr")
+SKY_OPTIONS = ("sky_context", "context_size", "context_net", "context_width", "sky_scoring", "sky_gate_thr")
 BAFENET_OPTIONS = ("lsk", "lsk_residual", "exchange", "exchange_ratio", "selector", "mlp_hidden")
 POSTPROCESS_OPTIONS = ("score_thresh", "pre_nms_top_n", "nms_thresh", "detections_per_img")
 P2_REGRESS_RANGES: tuple[tuple[float, float], ...] = (
@@ -95,6 +99,8 @@ def _detector(
     backbone_width: int = 64,
     sky_context: bool = False,
     context_size: int = DEFAULT_CONTEXT_SIZE,
+    context_net: bool = False,
+    context_width: int = 16,
     sky_scoring: bool = False,
     sky_gate_thr: float | None = None,
     score_thresh: float = 0.05,
@@ -104,6 +110,8 @@ def _detector(
 ) -> FCOSDetector:
     if not with_sky and (sky_context or sky_scoring or sky_gate_thr is not None):
         raise ValueError("sky_context, sky_scoring and sky_gate_thr need a model with a sky branch")
+    if context_net and not sky_context:
+        raise ValueError("context_net is the sky context's own network: it needs sky_context")
     backbone = ResNetBackbone(
         depth, weights_backbone, caffe_style=caffe_style, norm=backbone_norm, width=backbone_width
     )
@@ -125,6 +133,7 @@ def _detector(
         tower_depth=tower_depth,
         sky_context=sky_context,
         sky_scoring=sky_scoring,
+        context_predictor=not context_net,
     )
     model = FCOSDetector(
         backbone,
@@ -141,6 +150,7 @@ def _detector(
         detections_per_img=detections_per_img,
         context_size=context_size if sky_context else None,
         sky_gate_thr=sky_gate_thr,
+        context_net=SkyContextNet(stride=strides[0], width=context_width) if context_net else None,
     )
     return model.to(memory_format=torch.channels_last)  # layout only: measured faster on CPU
 
