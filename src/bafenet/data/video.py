@@ -137,6 +137,7 @@ class VideoWriter:
         self._stack = contextlib.ExitStack()
         self._stream: av.VideoStream | None = None
         self._size: tuple[int, int] | None = None
+        self._av: ModuleType | None = None  # PyAV, imported when the first frame opens the file
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -146,7 +147,8 @@ class VideoWriter:
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         if self._size is None:  # the first frame opens the file
             tmp = self._stack.enter_context(atomic_path(self.path))
-            self._container = self._stack.enter_context(pyav().open(str(tmp), mode="w"))
+            self._av = pyav()
+            self._container = self._stack.enter_context(self._av.open(str(tmp), mode="w"))
             self._size = rgb.shape[:2]
             codec, options = encoder()
             self._stream = self._container.add_stream(codec, rate=self.rate, options=options)
@@ -156,7 +158,7 @@ class VideoWriter:
         elif rgb.shape[:2] != self._size:
             raise ValueError(f"frame of shape {rgb.shape[:2]} in a video of frames {self._size}")
         padded = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)))
-        frame = pyav().VideoFrame.from_ndarray(padded, format="rgb24")
+        frame = self._av.VideoFrame.from_ndarray(padded, format="rgb24")
         self._container.mux(self._stream.encode(frame))
         self.num_frames += 1
 
