@@ -26,7 +26,7 @@ import torch
 from bafenet.config import config_to_dict
 from bafenet.data import open_dataset
 from bafenet.engine.checkpoint import load_checkpoint, save_checkpoint
-from bafenet.engine.evaluate import evaluate_with_config, operating_point
+from bafenet.engine.evaluate import evaluate_with_config, group_counts, operating_point
 from bafenet.engine.inference import load_trained_model
 from bafenet.fileio import write_text
 
@@ -156,7 +156,7 @@ def main() -> None:
         side = "long side <= 640 px" if group == "small" else "long side > 640 px"
         lines.append(
             f"| mAP07 / recall, {group} frames | {values['mAP07']:.4f} / {values['recall']:.4f} | "
-            f"{side}, {values['num_images']} images |"
+            f"{side}, {group_counts(values)} |"
         )
     if operating is not None:
         pd_fa = ""

@@ -153,3 +153,13 @@ def test_the_console_script_prints_a_warning_as_one_line(weights: Path, tmp_path
         f" {root}/masks/{BAD_FRAME}_pixels0.png: size 60x50 differs from the image's 48x40"
     ]
     assert "UserWarning" not in out.stderr and "screen_samples" not in out.stderr
+
+
+def test_data_stats_reads_the_published_layouts(tmp_path: Path, capsys) -> None:
+    root = write_irstd1k(tmp_path / "irstd1k")
+    assert main(["data", "stats", str(root), "--layout", "irstd1k"]) == 0
+    by_layout = capsys.readouterr().out
+    images, masks = root / "IRSTD1k_Img", root / "IRSTD1k_Label"
+    assert main(["data", "stats", "--images", str(images), "--masks", str(masks)]) == 0
+    by_folders = capsys.readouterr().out
+    assert "targets" in by_layout and by_layout == by_folders

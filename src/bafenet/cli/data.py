@@ -65,15 +65,21 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
+def dataset_folders(args: argparse.Namespace) -> tuple[Path, Path | None, Path | None]:
+    """(root, image folder, mask folder) from ROOT / --data and ``--images`` / ``--masks``
+    (those named from the cwd)."""
     from bafenet.data import dataset_location
+
+    if args.images or args.masks:
+        images, masks = (Path(v).expanduser().resolve() if v else None for v in (args.images, args.masks))
+        return dataset_location(args.root or args.data, images, masks)
+    return data_root(args), None, None
+
+
+def _check(args: argparse.Namespace) -> int:
     from bafenet.data.check import check_dataset
 
-    if args.images or args.masks:  # folders named from the cwd
-        images, masks = (Path(v).expanduser().resolve() if v else None for v in (args.images, args.masks))
-        root, images, masks = dataset_location(args.root or args.data, images, masks)
-    else:
-        root, images, masks = data_root(args), None, None
+    root, images, masks = dataset_folders(args)
     report = check_dataset(root, args.split, layout=args.layout, images=images, masks=masks)
     for line in report.problems:
         print(line)
@@ -87,7 +93,8 @@ def _check(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from bafenet.data.stats import dataset_stats, summary_lines, write_stats_report
 
-    stats = dataset_stats(data_root(args), args.split)
+    root, images, masks = dataset_folders(args)
+    stats = dataset_stats(root, args.split, layout=args.layout, images=images, masks=masks)
     for line in summary_lines(stats):
         print(line)
     if args.out:
@@ -124,6 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="dataset statistics; writes stats.json and PNG plots with --out")
     add_data_arguments(p, "split name or split file (default: every image)")
     p.add_argument("--out", default=None, help="folder for stats.json and plots")
+    add_layout_arguments(p, skip_invalid=False)
     p.set_defaults(func=_stats)
 
     p = sub.add_parser("download", help="download and verify a public dataset")

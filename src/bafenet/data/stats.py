@@ -115,13 +115,22 @@ def _distribution(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
     }
 
 
-def dataset_stats(root: Path, split: str | None, progress: bool = True) -> dict[str, Any]:
+def dataset_stats(
+    root: Path,
+    split: str | None,
+    progress: bool = True,
+    *,
+    layout: str | None = None,
+    images: Path | None = None,
+    masks: Path | None = None,
+) -> dict[str, Any]:
     """Statistics of a dataset folder (devkit or mask-only set), optionally one split.
 
     See the module docstring for the definitions. Reads every image once (a progress bar
-    on stderr unless ``progress`` is false).
+    on stderr unless ``progress`` is false). ``layout``, ``images``, ``masks``: as
+    :func:`bafenet.data.open_dataset` takes them.
     """
-    dataset = open_dataset(root, split=split)
+    dataset = open_dataset(root, split=split, layout=layout, images=images, masks=masks)
     per_image_targets: list[int] = []
     image_sizes: Counter[tuple[int, int]] = Counter()
     box_sizes: Counter[tuple[int, int]] = Counter()
