@@ -66,7 +66,7 @@ def test_release_round_trip_and_card(tmp_path: Path) -> None:
             "best_f1_precision": 0.5,
             "best_f1_recall": 1 / 3,
         },
-        "by_frame_size": {"small": {"mAP07": 0.3, "recall": 0.6, "num_images": 3}},
+        "by_frame_size": {"small": {"mAP07": 0.3, "recall": 0.6, "num_images": 3, "num_gt": 12}},
     }
     result = _release(tmp_path, checkpoint, record, "--note", "Seed 1 of the same recipe: mAP07 0.2.")
     out = tmp_path / "weights"
@@ -82,6 +82,8 @@ def test_release_round_trip_and_card(tmp_path: Path) -> None:
     assert hashlib.sha256(released.read_bytes()).hexdigest() in card
     assert "| mAP07 | 0.2500 |" in card and "bafenet val --weights weights/hr_test.pt" in card
     assert "data.root=DEVKIT" in card and "/some/machine/path" not in card
+    small = "| mAP07 / recall, small frames | 0.3000 / 0.6000 | long side <= 640 px, 3 images, 12 targets"
+    assert f"{small} (fewer than 20 targets) |" in card
     # the results' F1-best threshold becomes the operating point predict uses by default
     assert ckpt["metadata"]["operating_score_thr"] == 0.2
     assert operating_score_thr(ckpt) == (0.2, "the checkpoint's operating point")
