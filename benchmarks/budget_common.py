@@ -60,6 +60,7 @@ from bafenet.engine.evaluate import (
     SIZE_GROUPS,
     Prediction,
     evaluate_with_config,
+    group_counts,
     metrics_by_frame_size,
     prediction_metrics,
 )
@@ -714,6 +715,16 @@ def cpu_header(records: list[dict]) -> str:
     )
 
 
+def group_line(records: dict[str, dict]) -> str:
+    """What the frame groups hold (images, targets), from the newest record that says so."""
+    for record in reversed(list(records.values())):
+        groups = record.get("by_frame_size", {})
+        if groups and all("num_gt" in g for g in groups.values()):
+            parts = [f"{name} {group_counts(g)}" for name, g in groups.items()]
+            return "Frame groups of the evaluated split: " + "; ".join(parts) + "."
+    return ""
+
+
 def report_lines(records: dict[str, dict]) -> list[str]:
     """One section per CPU model: calibration, the summary by configuration, every run."""
     by_cpu: dict[str, dict[str, dict]] = {}
@@ -737,7 +748,7 @@ def report_lines(records: dict[str, dict]) -> list[str]:
             *markdown_table(members),
             "",
         ]
-    return [*lines, NOTES]
+    return [*lines, NOTES, "", group_line(records)]
 
 
 def write_report(
