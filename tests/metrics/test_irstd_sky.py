@@ -112,9 +112,10 @@ def test_fa_at_fixed_pd_interpolated_on_the_curve() -> None:
     assert origin.fa_at_pd((0.8,))["fa_per_mpix_at_pd_0.80"] == pytest.approx(0.8)
 
 
-def test_fa_at_pd_per_megapixel_and_without_targets() -> None:
+def _half_megapixel() -> TargetLevelEvaluator:
+    """0.5 Mpx, two targets: one hit, then one alarm and the second hit tied:
+    the curve (Pd, FA per Mpx) runs (0, 0) -> (0.5, 0) -> (1.0, 2)."""
     evaluator = TargetLevelEvaluator()
-    # 0.5 Mpx: one hit, then one alarm and the second hit tied
     evaluator.add(
         "a",
         [_box(10, 10), _box(100, 100), _box(50, 50)],
@@ -122,6 +123,11 @@ def test_fa_at_pd_per_megapixel_and_without_targets() -> None:
         [_box(10, 10), _box(50, 50)],
         image_size=(500, 1000),
     )
+    return evaluator
+
+
+def test_fa_at_pd_per_megapixel_and_without_targets() -> None:
+    evaluator = _half_megapixel()
     # (0.5, 0) -> (1.0, 2 per Mpx): Pd 0.8 lies 3/5 along the segment
     assert evaluator.fa_at_pd()["fa_per_mpix_at_pd_0.80"] == pytest.approx(0.6 * 2)
     empty = TargetLevelEvaluator()
@@ -132,16 +138,7 @@ def test_fa_at_pd_per_megapixel_and_without_targets() -> None:
 
 
 def test_pd_at_fixed_false_alarms_interpolated_on_the_curve() -> None:
-    evaluator = TargetLevelEvaluator()
-    # 0.5 Mpx: one hit, then one alarm and the second hit tied: (0, 0) -> (0.5, 0) -> (1.0, 2 per Mpx)
-    evaluator.add(
-        "a",
-        [_box(10, 10), _box(100, 100), _box(50, 50)],
-        [0.9, 0.5, 0.5],
-        [_box(10, 10), _box(50, 50)],
-        image_size=(500, 1000),
-    )
-    result = evaluator.pd_at_fa((0.0, 1.0, 2.0, 5.0))
+    result = _half_megapixel().pd_at_fa((0.0, 1.0, 2.0, 5.0))
     assert result["pd_at_fa_per_mpix_0"] == 0.5  # the last point without an alarm
     assert result["pd_at_fa_per_mpix_1"] == pytest.approx(0.75)  # halfway to (1.0, 2)
     assert result["pd_at_fa_per_mpix_2"] == 1.0

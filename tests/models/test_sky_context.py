@@ -42,10 +42,17 @@ def context_batch(height: int, width: int, boxes: list[list[float]], seed: int =
     return images, targets
 
 
+OWN_NET = {"context_net": True, "context_width": 8}
+
+
+@pytest.mark.parametrize("context_net", [False, True])
 @pytest.mark.parametrize("name", SKY_MODELS)
-def test_context_model_trains_and_infers_on_an_odd_frame(name):
+def test_context_model_trains_and_infers_on_an_odd_frame(name, context_net):
     torch.manual_seed(0)
-    model = build_model(name, sky_context=True, context_size=64, sky_scoring=True, **TINY)
+    switches = OWN_NET if context_net else {}
+    model = build_model(name, sky_context=True, context_size=64, sky_scoring=True, **switches, **TINY)
+    context_pred = model.context_net.pred if context_net else model.head.context_pred
+    assert (model.head.context_pred is None) == context_net
     images, targets = context_batch(61, 67, [[[10.0, 12.0, 16.0, 18.0]], []])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
@@ -58,7 +65,7 @@ def test_context_model_trains_and_infers_on_an_odd_frame(name):
         if step == 0:
             missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
             assert missing == []
-            parts = [model.head.context_pred, model.head.sky_scoring]
+            parts = [context_pred, model.head.sky_scoring]
             parts += [model.head.sky_fuse] if name == "bafenet_hr" else []  # feeds the exchange
             for part in parts:
                 assert any(p.grad.abs().sum() > 0 for p in part.parameters())
@@ -70,6 +77,7 @@ def test_context_model_trains_and_infers_on_an_odd_frame(name):
         outputs = model.head_outputs(frame)
     assert result["sky_prob"].shape == (157, 203)
     assert outputs.context_sky_logits[0].shape == (1, 1, 13, 16)  # 49 x 64 context, stride 4
+    assert len(outputs.context_sky_logits) == 4  # every context level supervised, the finest resampled
     # a padded batch: each image's context comes from its own un-padded part
     batch = torch.zeros(2, 1, 160, 224)
     batch[0, :, :157, :203] = frame[0]
@@ -79,38 +87,6 @@ def test_context_model_trains_and_infers_on_an_odd_frame(name):
     assert [r["sky_prob"].shape for r in results] == [(157, 203), (100, 70)]
 
 
-OWN_NET = {"sky_context": True, "context_size": 64, "context_net": True, "context_width": 8}
-
-
-@pytest.mark.parametrize("name", SKY_MODELS)
-def test_context_net_trains_and_infers_on_an_odd_frame(name):
-    torch.manual_seed(0)
-    model = build_model(name, **OWN_NET, sky_scoring=True, **TINY)
-    assert model.head.context_pred is None and model.context_net.stride == model.strides[0] == 4
-    images, targets = context_batch(61, 67, [[[10.0, 12.0, 16.0, 18.0]], []])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    for step in range(3):
-        losses = model(images, targets)
-        assert set(losses) == {"loss_cls", "loss_box", "loss_centerness", "loss_sky", "loss_sky_context"}
-        assert all(torch.isfinite(v) for v in losses.values())
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        if step == 0:
-            missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-            assert missing == []
-            assert any(p.grad.abs().sum() > 0 for p in model.context_net.pred.parameters())
-        optimizer.step()
-    model.eval()
-    frame = torch.rand(1, 1, 157, 203) * 255
-    with torch.no_grad():
-        (result,) = model(frame)
-        outputs = model.head_outputs(frame)
-    assert result["sky_prob"].shape == (157, 203)
-    assert outputs.context_sky_logits[0].shape == (1, 1, 13, 16)  # 49 x 64 context, stride 4
-    assert len(outputs.context_sky_logits) == 4  # every level supervised, the finest resampled
-
-
 def test_context_net_leaves_the_detector_body_to_detection():
     """With its own context net (no exchange, no scoring) the detector is the plain fcos_hr:
     same weights from the same seed, same detection losses; the context sky loss reaches the
@@ -118,7 +94,7 @@ def test_context_net_leaves_the_detector_body_to_detection():
     torch.manual_seed(0)
     plain = fcos_hr(**TINY).train()
     torch.manual_seed(0)
-    model = build_model("fcos_seg_hr", **OWN_NET, **TINY).train()
+    model = build_model("fcos_seg_hr", sky_context=True, context_size=64, **OWN_NET, **TINY).train()
     body = {k: v for k, v in model.state_dict().items() if not k.startswith("context_net.")}
     assert body.keys() == plain.state_dict().keys()
     assert all(torch.equal(v, plain.state_dict()[k]) for k, v in body.items())
