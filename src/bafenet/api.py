@@ -28,7 +28,7 @@ from torch import nn
 from bafenet.config import Config
 from bafenet.data.imageio import read_image, to_gray
 from bafenet.data.sample import Sample
-from bafenet.engine.allocator import fix_mmap_threshold
+from bafenet.engine.allocator import HeapTrim, fix_mmap_threshold
 from bafenet.engine.distributed import local_device
 from bafenet.engine.evaluate import equal_shape_batches
 from bafenet.engine.inference import EvalGeometry, load_trained_model, operating_score_thr
@@ -87,6 +87,7 @@ class Detector:
         self.device = device
         self.geometry = EvalGeometry.from_config(cfg)
         fix_mmap_threshold()  # flat memory over many frames of many sizes (engine/allocator.py)
+        self.heap_trim = HeapTrim()
         if score_thr is None:
             self.score_thr, self.score_thr_source = operating_score_thr(checkpoint)
         elif not isinstance(score_thr, bool) and isinstance(score_thr, (int, float)) and 0 <= score_thr <= 1:
@@ -144,6 +145,7 @@ class Detector:
             samples, range(len(samples)), self.geometry, batch_size
         ):
             outputs += self.geometry.predict(self.model, originals, transformed, self.device)
+        self.heap_trim.add(len(samples))
         return [self._result(*args) for args in zip(samples, outputs, names, strict=True)]
 
     def _result(self, sample: Sample, out: dict[str, torch.Tensor], name: str | None) -> Result:

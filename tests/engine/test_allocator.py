@@ -89,3 +89,53 @@ def test_detector_applies_it():
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+# Fills 96 MiB of 64 KiB heap blocks, frees all but the last (the heap's top stays in use, so
+# free() alone cannot shrink it), and prints the resident MiB before and after the trim.
+TRIM_PROBE = textwrap.dedent(
+    """
+    import ctypes, ctypes.util
+    from bafenet.engine.allocator import fix_mmap_threshold, release_free_memory
+
+    def rss_mib():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    fix_mmap_threshold()
+    blocks = [libc.malloc(64 << 10) for _ in range(1536)]
+    for block in blocks:
+        ctypes.memset(block, 1, 64 << 10)  # make the pages resident
+    for block in blocks[:-1]:
+        libc.free(block)
+    before = rss_mib()
+    released = release_free_memory()
+    print(released, before - rss_mib())
+    """
+)
+
+
+def test_release_free_memory_returns_freed_heap_pages():
+    out = subprocess.run([sys.executable, "-c", TRIM_PROBE], capture_output=True, text=True, check=True)
+    released, dropped_mib = out.stdout.split()
+    assert released == "True" and float(dropped_mib) > 64  # most of the 96 MiB freed inside the heap
+
+
+def test_heap_trim_trims_once_every_so_many_frames(monkeypatch: pytest.MonkeyPatch):
+    from bafenet.engine import allocator
+
+    calls = []
+    monkeypatch.setattr(allocator, "release_free_memory", lambda: calls.append(1) or True)
+    trim = allocator.HeapTrim(every=3)
+    for _ in range(2):
+        trim.add(1)
+    assert calls == []
+    trim.add(1)  # the third frame
+    assert calls == [1] and trim.frames == 0
+    trim.add(5)  # a batch past the period: one trim
+    assert calls == [1, 1]
