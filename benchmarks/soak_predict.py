@@ -6,10 +6,10 @@ devkit, cycled in split order (each call reads its image file, as ``bafenet pred
 is sampled before the first call, after the warm-up (one pass over the frames, so that every
 frame size has been seen once), every ``--every`` calls and at the end.
 
-The API fixes glibc's mmap threshold and returns the heap's free pages every 32 frames
-(``bafenet.engine.allocator``); the record states the allocator setting it ran with and its
-key ends with it, so a run under another setting (``MALLOC_MMAP_THRESHOLD_`` in the
-environment) is a separate record.
+The API fixes glibc's mmap threshold and returns the heap's free pages when resident memory
+rose 32 MiB since the last return (``bafenet.engine.allocator``); the record states the
+allocator setting it ran with and its key ends with it, so a run under another setting
+(``MALLOC_MMAP_THRESHOLD_`` in the environment) is a separate record.
 
 Verdict (:data:`RULE`): no growth beyond noise when the RSS at the end minus the RSS after
 the warm-up is below max(5 % of the RSS after the warm-up, 20 MiB).
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from bafenet.api import Detector
-from bafenet.engine.allocator import TRIM_EVERY, allocator_setting, can_trim, fix_mmap_threshold
+from bafenet.engine.allocator import TRIM_MARGIN_BYTES, allocator_setting, can_trim, fix_mmap_threshold
 from bafenet.errors import BafenetError
 from bafenet.fileio import write_json, write_text
 from deploy_speed import (
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             f"--n {args.n} leaves nothing after the warm-up (one pass over {len(frames)} frames)"
         )
     allocator = "fixed-mmap-threshold" if fix_mmap_threshold() else "default-allocator"  # as Detector does
-    allocator += f"+heap-trim-{TRIM_EVERY}" if can_trim() else ""
+    allocator += f"+heap-trim-{TRIM_MARGIN_BYTES >> 20}mib" if can_trim() else ""
     key = f"{ckpt.key}/{args.backend}/n{args.n}/{allocator}"
     path = args.out / f"{NAME}.json"
     records = load_records(path)

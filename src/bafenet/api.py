@@ -145,7 +145,7 @@ class Detector:
             samples, range(len(samples)), self.geometry, batch_size
         ):
             outputs += self.geometry.predict(self.model, originals, transformed, self.device)
-        self.heap_trim.add(len(samples))
+        self.heap_trim.check()
         return [self._result(*args) for args in zip(samples, outputs, names, strict=True)]
 
     def _result(self, sample: Sample, out: dict[str, torch.Tensor], name: str | None) -> Result:

@@ -126,16 +126,29 @@ def test_release_free_memory_returns_freed_heap_pages():
     assert released == "True" and float(dropped_mib) > 64  # most of the 96 MiB freed inside the heap
 
 
-def test_heap_trim_trims_once_every_so_many_frames(monkeypatch: pytest.MonkeyPatch):
+def test_heap_trim_trims_when_resident_memory_rose_by_the_margin(monkeypatch: pytest.MonkeyPatch):
     from bafenet.engine import allocator
 
+    resident = [100]
     calls = []
-    monkeypatch.setattr(allocator, "release_free_memory", lambda: calls.append(1) or True)
-    trim = allocator.HeapTrim(every=3)
-    for _ in range(2):
-        trim.add(1)
-    assert calls == []
-    trim.add(1)  # the third frame
-    assert calls == [1] and trim.frames == 0
-    trim.add(5)  # a batch past the period: one trim
-    assert calls == [1, 1]
+
+    def release() -> bool:
+        calls.append(resident[0])
+        resident[0] = 101  # the trim returns the freed pages
+        return True
+
+    monkeypatch.setattr(allocator, "resident_bytes", lambda: resident[0])
+    monkeypatch.setattr(allocator, "release_free_memory", release)
+    monkeypatch.setattr(allocator, "can_trim", lambda: True)
+    trim = allocator.HeapTrim(margin=10)
+    trim.check()  # the first call sets the baseline
+    assert (calls, trim.baseline) == ([], 100)
+    resident[0] = 109
+    trim.check()
+    assert calls == []  # below the margin
+    resident[0] = 110
+    trim.check()
+    assert calls == [110] and trim.baseline == 101 and trim.trims == 1
+    resident[0] = 105
+    trim.check()
+    assert calls == [110]
