@@ -875,7 +875,6 @@ def budget_main(
         args.data = str(args.work / "devkit")
         shutil.rmtree(args.data, ignore_errors=True)
         smoke_data(Path(args.data))
-    args.results.mkdir(parents=True, exist_ok=True)
     if prepare is not None:
         prepare(chosen, args)
     if any(not (args.results / f"{r.name}.json").exists() for r in chosen):

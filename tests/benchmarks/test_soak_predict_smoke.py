@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import soak_predict as sp  # noqa: E402
-from bafenet.engine.allocator import allocator_setting, fix_mmap_threshold  # noqa: E402
+from bafenet.engine.allocator import allocator_setting, can_trim, fix_mmap_threshold  # noqa: E402
 from deploy_speed import Checkpoint  # noqa: E402
 
 
@@ -48,6 +48,7 @@ def test_smoke_soak_samples_memory_and_states_the_verdict(smoke) -> None:
     records = json.loads((out / "soak_predict.json").read_text())
     ckpt = Checkpoint.of(work / "tiny_fcos_hr.pt")
     tag = "fixed-mmap-threshold" if fix_mmap_threshold() else "default-allocator"
+    tag += "+heap-trim-32mib" if can_trim() else ""
     key = f"{ckpt.key}/torch/n12/{tag}"
     assert list(records) == [key]
     r = records[key]
