@@ -21,7 +21,8 @@ every run of it then trains for ``images/s x budget minutes x 60`` images
 (``train.max_images``; the lr drops after 80 % of them), whatever else the machine runs and on
 whichever device (``--device``). The measured rates and budgets are kept in
 ``<results>/image_budgets.json``, so all seeds of a configuration share one budget across
-sessions.
+sessions. A configuration added after the benchmark's reference run has its budget is timed in
+one window with the reference and gets the reference's budget times the ratio of the rates.
 
 Sky models also get the post-hoc sky gate (:func:`sky_gate_record`): its threshold is chosen
 on a fixed subset of the training split (every :data:`GATE_EVERY`-th frame) by mAP07, from one
@@ -317,25 +318,65 @@ def measure_images_per_s(cfg: Config, work: Path, seconds: float = RATE_SECONDS)
     return trainer.state.images_seen / max(trainer.state.train_seconds, 1e-9)
 
 
-def image_budget(run: Run, cfg: Config, budget: Budget, results_dir: Path, work: Path) -> dict[str, Any]:
+def rates_in_one_window(cfg: Config, reference_cfg: Config, work: Path) -> tuple[float, float]:
+    """Images/s of ``cfg`` and of ``reference_cfg`` measured in one window: the reference,
+    ``cfg``, the reference again; returns ``cfg``'s rate and the mean of the reference's two,
+    so the ratio holds even when the CPU's speed drifts between sessions."""
+    before = measure_images_per_s(reference_cfg, work)
+    rate = measure_images_per_s(cfg, work)
+    after = measure_images_per_s(reference_cfg, work)
+    return rate, (before + after) / 2.0
+
+
+def image_budget(
+    run: Run,
+    cfg: Config,
+    budget: Budget,
+    results_dir: Path,
+    work: Path,
+    reference: tuple[str, Config] | None = None,
+) -> dict[str, Any]:
     """The image budget of ``run``'s speed group (its configuration, unless it names another):
-    read from ``image_budgets.json``, or measured now (:func:`measure_images_per_s` x
-    ``budget.minutes``) and stored there."""
+    read from ``image_budgets.json``, or measured now and stored there.
+
+    Measured alone, it is :func:`measure_images_per_s` x ``budget.minutes``. With a
+    ``reference`` (speed group, its config) whose budget is stored already, it is the
+    reference's budget scaled by the two rates measured in one window
+    (:func:`rates_in_one_window`): a single timing drifts with the CPU by 10-30 % between
+    sessions, their ratio much less.
+    """
     path = results_dir / "image_budgets.json"
     budgets = json.loads(path.read_text()) if path.exists() else {}
     key = run.speed_group
-    if key not in budgets:
+    if key in budgets:
+        return budgets[key]
+    anchor = budgets.get(reference[0]) if reference is not None and reference[0] != key else None
+    if anchor is None:
         rate = measure_images_per_s(cfg, work)
-        budgets[key] = {
+        entry: dict[str, Any] = {
             "max_images": max(1, round(rate * budget.minutes * 60.0)),
             "images_per_s": rate,
-            "minutes": budget.minutes,
-            "cpu_model": budget.calibration["cpu_model"],
-            "calibration_ms": budget.calibration["ms"],
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        write_json(path, budgets)
-        print(f"{key}: {rate:.2f} images/s -> {budgets[key]['max_images']} images per run")
+        minutes = budget.minutes
+    else:
+        rate, reference_rate = rates_in_one_window(cfg, reference[1], work)
+        entry = {
+            "max_images": max(1, round(anchor["max_images"] * rate / reference_rate)),
+            "images_per_s": rate,
+            "relative_to": reference[0],
+            "reference_images_per_s": reference_rate,
+            "rule": f"{anchor['max_images']} x {rate:.3f} / {reference_rate:.3f} images/s (one window)",
+        }
+        minutes = anchor["minutes"]
+    budgets[key] = {
+        **entry,
+        "minutes": minutes,
+        "cpu_model": budget.calibration["cpu_model"],
+        "calibration_ms": budget.calibration["ms"],
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json(path, budgets)
+    print(f"{key}: {rate:.2f} images/s -> {budgets[key]['max_images']} images per run")
     return budgets[key]
 
 
@@ -404,27 +445,40 @@ def run_one(
 
 
 def run_all(
-    runs: list[Run], args: argparse.Namespace, results_dir: Path, work: Path, budget: Budget
+    runs: list[Run],
+    args: argparse.Namespace,
+    results_dir: Path,
+    work: Path,
+    budget: Budget,
+    reference: Run | None = None,
 ) -> dict[str, dict]:
     """Run (or skip, when finished before) every run; return all records in ``runs`` order.
 
     With ``--by-images``, the image budget of every configuration still to run is measured
-    first, while the machine is quiet, before any training starts.
+    first, while the machine is quiet, before any training starts; a new configuration's
+    budget is measured against ``reference``'s when that has one (:func:`image_budget`).
     """
     results_dir.mkdir(parents=True, exist_ok=True)
     todo = [run for run in runs if not (results_dir / f"{run.name}.json").exists()]
-    overrides = {
-        run.name: [
+
+    def protocol(run: Run) -> list[str]:
+        return [
             *budget_overrides(args.data, budget.minutes, run.seed, args.workers, args.device),
             *(args.smoke_overrides if args.smoke else []),
         ]
-        for run in todo
-    }
+
+    overrides = {run.name: protocol(run) for run in todo}
     images: dict[str, dict[str, Any] | None] = {run.name: None for run in todo}
     if args.by_images:
+        anchor = None
+        if reference is not None:
+            anchor = (
+                reference.speed_group,
+                load_config(PACKAGED_CONFIGS / reference.base, [*protocol(reference), *reference.overrides]),
+            )
         for run in todo:
             cfg = load_config(PACKAGED_CONFIGS / run.base, [*overrides[run.name], *run.overrides])
-            images[run.name] = image_budget(run, cfg, budget, results_dir, work)
+            images[run.name] = image_budget(run, cfg, budget, results_dir, work, reference=anchor)
     records: dict[str, dict] = {}
     for run in runs:
         done = results_dir / f"{run.name}.json"
@@ -852,6 +906,7 @@ def budget_main(
     report: Callable[[dict[str, dict]], list[str]] = report_lines,
     smoke_data: Callable[[Path], Any] = write_smoke_devkit,
     smoke_overrides: Sequence[str] = SMOKE_OVERRIDES,
+    reference_run: str | None = None,
 ) -> None:
     """Command line of a budget benchmark: calibrate (when a chosen run is still to do), run
     (or skip) the chosen runs, complete older records when asked, then write the tables of
@@ -865,7 +920,8 @@ def budget_main(
     the arguments) before the report, to add what needs several records or the weights;
     ``report``: the tables under the header (default :func:`report_lines`). ``smoke_data``
     writes the dataset of ``--smoke`` into the folder it is given; ``smoke_overrides`` shrink
-    its runs.
+    its runs. ``reference_run``: the run whose image budget anchors a new configuration's
+    (:func:`image_budget`; default: each measured alone).
     """
     args = _parse_args(doc, runs, name, minutes, normalised)
     chosen_names = args.runs or (list(smoke_runs or []) if args.smoke else []) or [r.name for r in runs]
@@ -878,7 +934,9 @@ def budget_main(
     if prepare is not None:
         prepare(chosen, args)
     if any(not (args.results / f"{r.name}.json").exists() for r in chosen):
-        run_all(chosen, args, args.results, args.work, session_budget(args, name, minutes, normalised))
+        reference = next((r for r in runs if r.name == reference_run), None)
+        budget = session_budget(args, name, minutes, normalised)
+        run_all(chosen, args, args.results, args.work, budget, reference=reference)
     if args.complete:
         complete_records(chosen, args.data, args.results, args.work)
     finished = {}

@@ -8,8 +8,10 @@ the anchor's: 40 minutes on its CPU, whose calibration forward pass
 session and stored in every record (``--minutes`` sets the wall time instead). The sky
 ablation runs with ``--by-images``: each configuration's images/s, measured once in a quiet
 moment, times those minutes gives its image budget (``results/budget_hr/image_budgets.json``),
-which every seed then trains for, whatever else the machine runs; a run cut off by the end of a
-session continues from its last epoch.
+which every seed then trains for, whatever else the machine runs; a configuration added later
+gets ``fcos_hr``'s budget scaled by the ratio of the two rates measured in one window (a single
+timing drifts by 10-30 % between sessions on this CPU); a run cut off by the end of a session
+continues from its last epoch.
 
 The sky ablation, three seeds each (``<configuration>_s0`` .. ``_s2``):
 
@@ -125,6 +127,7 @@ def main() -> None:
         HEADER,
         normalised=True,
         smoke_runs=SMOKE_RUNS,
+        reference_run="fcos_hr_s0",
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -360,3 +362,42 @@ def test_budget_label_states_the_images_of_an_image_budget() -> None:
     by_images = {"minutes": 48.4, "budget": {**timed["budget"], "images": {"max_images": 14834}}}
     assert bc.budget_label(by_images) == "40 min at 638 ms = 14834 images"
     assert bc.budget_label({"minutes": 20.0}) == "20 min"
+
+
+def test_a_later_configuration_gets_the_reference_budget_scaled_by_rates_of_one_window(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_cfg
+) -> None:
+    rates = {"ref": iter([4.0, 6.0]), "new": iter([2.5, 3.0])}
+    order = []
+
+    def fake_rate(cfg, work, seconds=bc.RATE_SECONDS):
+        key = "new" if cfg.train.seed == 1 else "ref"
+        order.append(key)
+        return next(rates[key])
+
+    monkeypatch.setattr(bc, "measure_images_per_s", fake_rate)
+    budget = bc.Budget(10.0, {"ms": 900.0, "cpu_model": "cpu A"}, reference_minutes=7.0)
+    (tmp_path / "image_budgets.json").write_text(
+        json.dumps({"fcos_hr": {"max_images": 1000, "minutes": 12.0}})
+    )
+    new_cfg = dataclasses.replace(tiny_cfg, train=dataclasses.replace(tiny_cfg.train, seed=1))
+    run = bc.Run("other_s0", "what", [], config="other")
+    entry = bc.image_budget(
+        run, new_cfg, budget, tmp_path, tmp_path / "work", reference=("fcos_hr", tiny_cfg)
+    )
+    assert order == ["ref", "new", "ref"]
+    assert entry["max_images"] == 500  # 1000 x 2.5 / mean(4, 6)
+    assert entry["relative_to"] == "fcos_hr" and entry["reference_images_per_s"] == 5.0
+    assert entry["minutes"] == 12.0 and entry["images_per_s"] == 2.5
+    stored = json.loads((tmp_path / "image_budgets.json").read_text())
+    assert stored["other"] == entry and stored["fcos_hr"]["max_images"] == 1000
+    # the reference itself, or any group when the reference has no budget yet, is timed alone
+    alone = bc.image_budget(
+        bc.Run("third", "what", [], config="third"),
+        new_cfg,
+        budget,
+        tmp_path / "empty",
+        tmp_path,
+        reference=("fcos_hr", tiny_cfg),
+    )
+    assert order[3:] == ["new"] and "relative_to" not in alone and alone["max_images"] == 1800  # 3 x 600 s
