@@ -26,6 +26,9 @@ The sky ablation, three seeds each (``<configuration>_s0`` .. ``_s2``):
 * ``fcos_hr_bg``: ``fcos_hr`` with a quarter of the training crops placed uniformly over the
   frame instead of near a target (``data.input.background_crop_prob=0.25``), the first
   large-frame candidate: target-free background and ground clutter seen in training;
+* ``fcos_hr_ema``: ``fcos_hr`` evaluated on a moving average of its weights
+  (``train.ema_decay``, ``engine/ema.py``; same speed, so ``fcos_hr``'s budget): does the
+  seed spread of the final weights (0.10 mAP07) shrink, and the mean rise;
 * and, for every sky model, the post-hoc sky gate (``budget_common.sky_gate_record``): its
   threshold chosen by mAP07 on every 4th ``train_v2`` frame, applied to the ``val_v2``
   detections.
@@ -88,6 +91,12 @@ RUNS = [
         "fcos_hr_bg",
         "no sky branch, a quarter of the crops uniform over the frame",
         ["model.name=fcos_hr", "data.input.background_crop_prob=0.25"],
+    ),
+    *seeded_runs(
+        "fcos_hr_ema",
+        "no sky branch, weights averaged (train.ema_decay=0.9999)",
+        ["model.name=fcos_hr", "train.ema_decay=0.9999"],
+        speed_group="fcos_hr",
     ),
     # older runs: no sky context, one budget of 40 minutes on another CPU
     Run("bafenet_hr", "high-resolution BAFE-Net, seed 0", ["model.name=bafenet_hr"]),

@@ -130,6 +130,9 @@ class TrainConfig:
     # with a budget: fractions of it after which lr *= gamma (e.g. [0.8]); for budgeted runs
     # whose epoch count is not known in advance
     time_milestones: list[float] = field(default_factory=list)
+    # moving average of the weights, evaluated and saved instead of the last step's
+    # (engine/ema.py: decay min(ema_decay, (1 + n) / (10 + n)) after n steps); null = off
+    ema_decay: float | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -293,6 +296,7 @@ def validate(cfg: Config) -> None:
             "train.time_milestones need train.max_time_minutes or train.max_images",
         ),
         (cfg.train.max_images is None or cfg.train.max_images > 0, "train.max_images must be > 0"),
+        (cfg.train.ema_decay is None or 0.0 < cfg.train.ema_decay < 1.0, "train.ema_decay must be in (0, 1)"),
         (cfg.eval.scale is None or cfg.eval.scale > 0, "eval.scale must be > 0"),
         (
             cfg.eval.max_side is None or cfg.eval.max_side >= MIN_INPUT_SIDE,

@@ -11,7 +11,8 @@ float, bool, None)::
       "config": {...},                      # config_to_dict(cfg)
       "epoch": 3, "metadata": {...},
       "optimizer": {...} | None, "scheduler": {...} | None, "rng_states": {...} | None,
-    }
+      "train_model": {name: tensor},        # only with train.ema_decay: the optimised weights
+    }                                       # ("model" is then their moving average)
 
 It is written atomically (temporary file, then rename), so an interrupted save never
 leaves a truncated checkpoint behind. RNG states are stored in the same safe form by
@@ -43,6 +44,11 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)  # torch.compile
 
 
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights and buffers of ``model`` (unwrapped), detached, on the CPU."""
+    return {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -54,6 +60,7 @@ def save_checkpoint(
     metadata: dict[str, Any] | None = None,
     rng_states: dict[str, Any] | None = None,
     half: bool = False,
+    train_model: nn.Module | None = None,
 ) -> Path:
     """Write a checkpoint of ``model`` to ``path`` atomically and return ``path``.
 
@@ -67,6 +74,8 @@ def save_checkpoint(
         rng_states: from :func:`capture_rng_states`.
         half: store floating-point weights as float16 (a small file for release; it
             loads into a float32 model). Not combinable with optimizer/scheduler state.
+        train_model: with ``train.ema_decay``, the optimised weights (``model`` is then their
+            moving average), stored as ``train_model`` for ``--resume``.
 
     Raises:
         ValueError: if a value is not weights-only loadable (the message names it), or
@@ -74,7 +83,7 @@ def save_checkpoint(
     """
     if half and (optimizer is not None or scheduler is not None):
         raise ValueError("a half-precision export holds weights only; do not pass optimizer/scheduler")
-    weights = {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
+    weights = cpu_state_dict(model)
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     checkpoint = {
@@ -90,6 +99,8 @@ def save_checkpoint(
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng_states": rng_states,
     }
+    if train_model is not None:
+        checkpoint["train_model"] = cpu_state_dict(train_model)
     check_weights_only_safe(checkpoint)
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -3,9 +3,10 @@
 Per epoch: shuffled (seeded by epoch) batches of augmented samples, forward in training
 mode (a dict of named losses), a NaN/inf guard, gradient clipping, an optimiser and a
 per-iteration scheduler step; then validation, the logs, ``best.pt`` (by val mAP07) and
-``last.pt``, CSV + TensorBoard logs. Augmentation randomness is derived from (seed, epoch,
-index) and the sampler is seeded by epoch, so ``--resume`` from ``last.pt`` reproduces an
-uninterrupted run exactly.
+``last.pt``, CSV + TensorBoard logs. With ``train.ema_decay`` the weights validated and saved
+are a moving average of the optimised ones (:mod:`bafenet.engine.ema`). Augmentation
+randomness is derived from (seed, epoch, index) and the sampler is seeded by epoch, so
+``--resume`` from ``last.pt`` reproduces an uninterrupted run exactly.
 
 ``last.pt`` is written last in each epoch: a run killed at any moment resumes from the last
 epoch it saved, and redoes (and logs again, once) whatever came after it.
@@ -39,7 +40,9 @@ from bafenet.engine.checkpoint import (
     load_weights,
     restore_rng_states,
     save_checkpoint,
+    unwrap_model,
 )
+from bafenet.engine.ema import build_ema
 from bafenet.engine.evaluate import evaluate
 from bafenet.engine.inference import EvalGeometry
 from bafenet.engine.logs import RunLogger, plot_curves
@@ -277,6 +280,8 @@ class Trainer:
         if cfg.model.init_weights:  # fine-tuning (a resumed run then overwrites these weights)
             path = cfg.model.init_weights
             load_weights(self.model, load_checkpoint(path, expected_model=cfg.model.name), path=path)
+        # the weights evaluated and saved: a moving average of the optimised ones, or those
+        self.ema = build_ema(self.model, cfg.train.ema_decay) if cfg.train.ema_decay else None
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, len(self.loader))
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
@@ -285,6 +290,12 @@ class Trainer:
     def _resume(self, path: str | Path) -> None:
         """Continue from a ``last.pt``: weights, optimiser, scheduler, AMP scaler, progress, RNG."""
         checkpoint = load_resume_checkpoint(path, expected_model=self.cfg.model.name)
+        if self.ema is not None:
+            if "train_model" not in checkpoint:
+                raise DataError(path, "was saved without train.ema_decay; resume it with the same setting")
+            load_weights(self.ema.module, checkpoint, path=path)
+            self.ema.n_averaged.fill_(int(checkpoint["metadata"]["ema_updates"]))
+            checkpoint = {**checkpoint, "model": checkpoint["train_model"]}
         load_weights(self.model, checkpoint, path=path)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -383,6 +394,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(unwrap_model(self.model))
         self._advance_schedule(new_images=images.shape[0] * dist_utils.world_size())
         values["loss"] = sum(values.values())
         return values
@@ -423,10 +436,15 @@ class Trainer:
         if self.state.global_step % LOG_EVERY == 0:
             self.logger.log_iter(self.state.global_step, {**values, "lr": lr, "images_per_s": ips})
 
+    @property
+    def evaluated_model(self) -> torch.nn.Module:
+        """What validation scores and checkpoints hold: the moving average, if any."""
+        return self.model if self.ema is None else self.ema.module
+
     def validate(self, keep_predictions: bool) -> bool:
         """Evaluate on the validation split; whether mAP07 beat the best so far."""
         metrics, details = evaluate(
-            self.model,
+            self.evaluated_model,
             self.val_set,
             self.eval_geometry,
             self.cfg.eval,
@@ -450,15 +468,15 @@ class Trainer:
         epoch = self.state.epochs_done
         self.state.budget_seconds = self.budget.elapsed()
         self.logger.log_epoch(epoch, {"lr": self.optimizer.param_groups[0]["lr"], **epoch_values})
+        metadata = {**self.state.metadata(), "scaler": self.scaler.state_dict() if self.use_amp else {}}
+        if self.ema is not None:
+            metadata["ema_updates"] = int(self.ema.n_averaged)
         weights = dict(
-            model=self.model,
+            model=self.evaluated_model,
             model_name=self.cfg.model.name,
             config=config_to_dict(self.cfg),
             epoch=epoch,
-            metadata={
-                **self.state.metadata(),
-                "scaler": self.scaler.state_dict() if self.use_amp else {},
-            },
+            metadata=metadata,
         )
         if is_best:
             save_checkpoint(self.run_dir / "best.pt", **weights)
@@ -467,6 +485,7 @@ class Trainer:
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             rng_states=capture_rng_states(),
+            train_model=self.model if self.ema is not None else None,
             **weights,
         )
         if validated:
