@@ -21,8 +21,8 @@ every run of it then trains for ``images/s x budget minutes x 60`` images
 (``train.max_images``; the lr drops after 80 % of them), whatever else the machine runs and on
 whichever device (``--device``). The measured rates and budgets are kept in
 ``<results>/image_budgets.json``, so all seeds of a configuration share one budget across
-sessions. A configuration added after the benchmark's reference run has its budget is timed in
-one window with the reference and gets the reference's budget times the ratio of the rates.
+sessions. Once the benchmark's reference run has its budget, a configuration added later is
+timed in one window with it and gets the reference's budget times the ratio of the two rates.
 
 Sky models also get the post-hoc sky gate (:func:`sky_gate_record`): its threshold is chosen
 on a fixed subset of the training split (every :data:`GATE_EVERY`-th frame) by mAP07, from one
