@@ -58,7 +58,34 @@ CONTEXT = ["model.kwargs.sky_context=true"]
 OWN_NET = [*CONTEXT, "model.kwargs.context_net=true"]
 
 RUNS = [
+    # in the order a plain run takes them: the most telling arms first
     *seeded_runs("fcos_hr", "no sky branch", ["model.name=fcos_hr"]),
+    *seeded_runs(
+        "fcos_hr_ema",
+        "no sky branch, weights averaged (train.ema_decay=0.9999)",
+        ["model.name=fcos_hr", "train.ema_decay=0.9999"],
+        speed_group="fcos_hr",
+    ),
+    *seeded_runs(
+        "fcos_seg_hr_own",
+        "sky from a context net of its own (detector body = fcos_hr's), no exchange",
+        ["model.name=fcos_seg_hr", *OWN_NET],
+    ),
+    *seeded_runs(
+        "bafenet_hr_own",
+        "full model: exchange fed by the own context net's sky",
+        ["model.name=bafenet_hr", *OWN_NET],
+    ),
+    *seeded_runs(
+        "fcos_seg_hr_own_scoring",
+        "own context net + sky-conditioned scoring",
+        ["model.name=fcos_seg_hr", *OWN_NET, "model.kwargs.sky_scoring=true"],
+    ),
+    *seeded_runs(
+        "fcos_hr_bg",
+        "no sky branch, a quarter of the crops uniform over the frame",
+        ["model.name=fcos_hr", "data.input.background_crop_prob=0.25"],
+    ),
     *seeded_runs(
         "fcos_seg_hr_ctx",
         "sky branch with whole-frame context, no exchange",
@@ -71,32 +98,6 @@ RUNS = [
         "fcos_seg_hr_ctx_scoring",
         "sky context + sky-conditioned scoring",
         ["model.name=fcos_seg_hr", *CONTEXT, "model.kwargs.sky_scoring=true"],
-    ),
-    *seeded_runs(
-        "fcos_seg_hr_own",
-        "sky from a context net of its own (detector body = fcos_hr's), no exchange",
-        ["model.name=fcos_seg_hr", *OWN_NET],
-    ),
-    *seeded_runs(
-        "fcos_seg_hr_own_scoring",
-        "own context net + sky-conditioned scoring",
-        ["model.name=fcos_seg_hr", *OWN_NET, "model.kwargs.sky_scoring=true"],
-    ),
-    *seeded_runs(
-        "bafenet_hr_own",
-        "full model: exchange fed by the own context net's sky",
-        ["model.name=bafenet_hr", *OWN_NET],
-    ),
-    *seeded_runs(
-        "fcos_hr_bg",
-        "no sky branch, a quarter of the crops uniform over the frame",
-        ["model.name=fcos_hr", "data.input.background_crop_prob=0.25"],
-    ),
-    *seeded_runs(
-        "fcos_hr_ema",
-        "no sky branch, weights averaged (train.ema_decay=0.9999)",
-        ["model.name=fcos_hr", "train.ema_decay=0.9999"],
-        speed_group="fcos_hr",
     ),
     # older runs: no sky context, one budget of 40 minutes on another CPU
     Run("bafenet_hr", "high-resolution BAFE-Net, seed 0", ["model.name=bafenet_hr"]),
