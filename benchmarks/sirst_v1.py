@@ -154,11 +154,15 @@ def source_config(args: argparse.Namespace, devkit: Path) -> tuple[Config, dict]
     ]
     if args.smoke:
         overrides += args.smoke_overrides
-        images = None
-    else:
-        images = json.loads(SOURCE_BUDGET.read_text())["fcos_hr"]["max_images"]
-        overrides.append(f"train.max_images={images}")
-    about = {"dropped": {"train_v2": dropped_train, "val_v2": dropped_val}, "max_images": images}
+        budget = None
+    else:  # fcos_hr's image budget, with the CPU model and calibration it was measured at
+        budget = json.loads(SOURCE_BUDGET.read_text())["fcos_hr"]
+        overrides.append(f"train.max_images={budget['max_images']}")
+    about = {
+        "dropped": {"train_v2": dropped_train, "val_v2": dropped_val},
+        "max_images": budget and budget["max_images"],
+        "image_budget": budget,
+    }
     return load_config(PACKAGED_CONFIGS / "bafenet_hr.yaml", overrides), about
 
 
