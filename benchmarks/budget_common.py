@@ -630,6 +630,19 @@ def cpu_label(record: dict) -> str:
     return f"not recorded ({record.get('cpu', '?')})"
 
 
+def budget_cpu(record: dict) -> str:
+    """The CPU whose speed set the record's budget: for an image budget the CPU it was measured
+    on (the training itself is the same on any CPU), else the CPU the run's minutes ran on."""
+    images = (record.get("budget") or {}).get("images") or {}
+    return images.get("cpu_model") or cpu_label(record)
+
+
+def frame_seconds_on(record: dict, cpu: str) -> float | None:
+    """The record's seconds per 1280x1024 frame when it was timed on ``cpu``, else None (timings
+    compare only on one CPU)."""
+    return record.get("frame_1280x1024_s") if cpu_label(record) == cpu else None
+
+
 def budget_label(record: dict) -> str:
     """How the run's budget was set: normalised to the reference CPU, or minutes as given; an
     image budget adds its images (measured rate x minutes)."""
@@ -651,7 +664,7 @@ SUMMARY_COLUMNS: list[tuple[str, Callable[[dict], float | None], int]] = [
     ("FA / Mpx at Pd 0.85", lambda r: r["metrics"].get("irstd_fa_per_mpix_at_pd_0.85"), 2),
     ("FA off sky", lambda r: r["metrics"].get("irstd_fa_off_sky_share_at_best_f1"), 2),
     ("crops seen", lambda r: r.get("images_seen"), 0),
-    ("s / 1280x1024 frame", lambda r: r.get("frame_1280x1024_s"), 2),
+    ("s / 1280x1024 frame", lambda r: frame_seconds_on(r, budget_cpu(r)), 2),
 ]
 GATED = {"mAP07", "mAP12", "strict mAP07", "FA / Mpx at Pd 0.85", "FA off sky"}
 """Summary columns a gate changes; its row repeats none of the others."""
@@ -729,7 +742,8 @@ def markdown_table(records: dict[str, dict]) -> list[str]:
             f"{_fmt(gate['threshold'], 2)} / {_fmt(gate['metrics'].get('mAP07'))}" if gate else "—",
             _fmt(r["images_per_s"], 2),
             str(r["images_seen"]),
-            _fmt(r["frame_1280x1024_s"], 2),
+            _fmt(r["frame_1280x1024_s"], 2)
+            + ("" if cpu_label(r) == budget_cpu(r) else f" ({cpu_label(r)})"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -755,17 +769,23 @@ def _range(values: Sequence[float], digits: int) -> str:
     return low if low == high else f"{low}-{high}"
 
 
-def cpu_header(records: list[dict]) -> str:
-    """The calibration line of one CPU's table."""
-    calibrated = [r["calibration"]["ms"] for r in records if r.get("calibration")]
+def cpu_header(records: list[dict], cpu: str | None = None) -> str:
+    """The calibration line of one CPU's table. With ``cpu``, only calibrations made on it count;
+    records that ran elsewhere (on an image budget set on ``cpu``) are named apart."""
+    here = [r for r in records if cpu is None or cpu_label(r) == cpu]
+    calibrated = [r["calibration"]["ms"] for r in here if r.get("calibration")]
+    elsewhere = sorted({cpu_label(r) for r in records} - {cpu}) if cpu is not None else []
     minutes = [r["minutes"] for r in records if r.get("minutes") is not None]
     spent = _range(minutes, 1) if minutes else "—"
+    moved = ""
+    if elsewhere:
+        moved = f" Ran on {', '.join(elsewhere)} with this CPU's image budget: marked in the run table."
     if not calibrated:
-        return f"No calibration recorded; {spent} minutes of training per run."
+        return f"No calibration recorded; {spent} minutes of training per run.{moved}"
     return (
         f"Calibration ({CALIBRATION_SPEC}): {_range(calibrated, 0)} ms over"
         f" {len(calibrated)} of {len(records)} records (reference CPU: {REFERENCE_MS:.0f} ms);"
-        f" {spent} minutes of training per run."
+        f" {spent} minutes of training per run.{moved}"
     )
 
 
@@ -780,22 +800,25 @@ def group_line(records: dict[str, dict]) -> str:
 
 
 def report_lines(records: dict[str, dict]) -> list[str]:
-    """One section per CPU model: calibration, the summary by configuration, every run."""
+    """One section per CPU model that set the budgets (:func:`budget_cpu`): calibration, the
+    summary by configuration, every run. Frame timings count only from runs on that CPU."""
     by_cpu: dict[str, dict[str, dict]] = {}
     for name, r in records.items():
-        by_cpu.setdefault(cpu_label(r), {})[name] = r
+        by_cpu.setdefault(budget_cpu(r), {})[name] = r
     lines: list[str] = []
     if len(by_cpu) > 1:
         lines += [
-            "Runs on different CPUs are in separate tables: a wall-clock budget is not the same"
-            " compute on each, so compare within a table.",
+            "Runs whose budget was set on different CPUs are in separate tables: a wall-clock"
+            " budget is not the same compute on each, so compare within a table. An image budget"
+            " trains the same on any CPU, so its runs stay in the table of the CPU that measured it;"
+            " their seconds per frame count in the summary only when timed on that CPU.",
             "",
         ]
     for cpu, members in by_cpu.items():
         lines += [
             f"## CPU: {cpu}",
             "",
-            cpu_header(list(members.values())),
+            cpu_header(list(members.values()), cpu),
             "",
             *summary_table(list(members.values())),
             "",

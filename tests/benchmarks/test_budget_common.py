@@ -257,6 +257,28 @@ def test_report_groups_seeds_and_keeps_cpus_apart() -> None:
     ]  # not averaged with CPU A's fcos_hr
 
 
+def test_image_budget_runs_stay_with_the_cpu_that_set_the_budget() -> None:
+    moved = _record("fcos_hr_s2", "fcos_hr", 2, 0.90, "CPU B")
+    moved["budget"]["images"] = {"max_images": 1000, "cpu_model": "CPU A"}
+    moved["frame_1280x1024_s"] = 9.0
+    records = {
+        "fcos_hr_s0": _record("fcos_hr_s0", "fcos_hr", 0, 0.70, "CPU A"),
+        "fcos_hr_s1": _record("fcos_hr_s1", "fcos_hr", 1, 0.80, "CPU A"),
+        "fcos_hr_s2": moved,
+    }
+    for record in records.values():
+        record["budget"]["images"] = {"max_images": 1000, "cpu_model": "CPU A"}
+    text = "\n".join(bc.report_lines(records))
+    assert "## CPU: CPU B" not in text and "separate tables" not in text
+    assert "360-361 ms over 2 of 3 records" in text  # CPU B's calibration is not CPU A's
+    assert "Ran on CPU B with this CPU's image budget" in text
+    summary = next(line for line in text.splitlines() if line.startswith("| fcos_hr | what"))
+    assert "| 0, 1, 2 | 0.800 (0.700-0.900) |" in summary  # all three seeds trained the same
+    assert summary.endswith("| 0.50 (0.50-0.50) |")  # CPU B's 9.0 s is not averaged in
+    run_row = next(line for line in text.splitlines() if line.startswith("| fcos_hr_s2 |"))
+    assert run_row.endswith("| 9.00 (CPU B) |")
+
+
 def test_spread_of_one_value_and_of_none() -> None:
     assert bc._spread([0.5]) == "0.500"
     assert bc._spread([None, None]) == "—"
