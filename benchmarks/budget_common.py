@@ -742,8 +742,7 @@ def markdown_table(records: dict[str, dict]) -> list[str]:
             f"{_fmt(gate['threshold'], 2)} / {_fmt(gate['metrics'].get('mAP07'))}" if gate else "—",
             _fmt(r["images_per_s"], 2),
             str(r["images_seen"]),
-            _fmt(r["frame_1280x1024_s"], 2)
-            + ("" if cpu_label(r) == budget_cpu(r) else f" ({cpu_label(r)})"),
+            _fmt(r["frame_1280x1024_s"], 2) + ("" if cpu_label(r) == budget_cpu(r) else f" ({cpu_label(r)})"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
