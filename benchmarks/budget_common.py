@@ -66,6 +66,7 @@ from bafenet.engine.evaluate import (
     prediction_metrics,
 )
 from bafenet.engine.inference import EvalGeometry, load_trained_model
+from bafenet.engine.setup import build_model_from_config
 from bafenet.engine.trainer import Trainer, train
 from bafenet.fileio import write_json, write_text
 from bafenet.models.zoo import model_options
@@ -262,9 +263,9 @@ def budget_overrides(
     ]
 
 
-def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
-    """Median seconds to predict one 1280 x 1024 frame with ``cfg``'s evaluation geometry
-    (``eval.scale``, ``eval.amp``, post-processing and the sky map included), after a warm-up."""
+def frame_pass_s(cfg: Config, model: torch.nn.Module) -> float:
+    """Seconds of one prediction of a 1280 x 1024 frame with ``cfg``'s evaluation geometry
+    (``eval.scale``, ``eval.amp``, post-processing and the sky map included)."""
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 255, size=(1024, 1280)).astype(np.float32)
     sample = Sample(
@@ -276,14 +277,76 @@ def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
         image_id="timing",
     )
     geometry = EvalGeometry.from_config(cfg)
-    device = torch.device("cpu")
     model.eval()
-    times = []
-    for _ in range(reps + 1):
-        start = time.perf_counter()
-        geometry.predict(model, [sample], [geometry.transform(sample)], device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+    start = time.perf_counter()
+    geometry.predict(model, [sample], [geometry.transform(sample)], torch.device("cpu"))
+    return time.perf_counter() - start
+
+
+def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
+    """Median of ``reps`` :func:`frame_pass_s` after a warm-up."""
+    frame_pass_s(cfg, model)
+    return statistics.median(frame_pass_s(cfg, model) for _ in range(reps))
+
+
+def time_frames(
+    runs: Sequence[Run],
+    data: str,
+    work: Path,
+    rounds: int = 5,
+    smoke_overrides: Sequence[str] = (),
+    calibration_reps: int = CALIBRATION_REPS,
+) -> dict[str, Any]:
+    """Seconds per 1280 x 1024 frame of every configuration in ``runs``, timed in one window.
+
+    One model per configuration: the trained ``last.pt`` of its first seed found in ``work``,
+    else its untrained network (the same layers; only the few candidates past the score
+    threshold differ). After a warm-up of each, ``rounds`` rounds time one frame per model in a
+    rotating order, so a slow phase of the machine hits every configuration alike; the
+    result is each configuration's median, with the calibration of the same window.
+    """
+    models: dict[str, tuple[Config, nn.Module, str]] = {}
+    for run in runs:
+        if run.config in models:
+            continue
+        weights = next(
+            (
+                work / r.name / "last.pt"
+                for r in runs
+                if r.config == run.config and (work / r.name / "last.pt").exists()
+            ),
+            None,
+        )
+        if weights is not None:
+            model, cfg, _ = load_trained_model(weights, torch.device("cpu"))
+            source = str(weights)
+        else:
+            protocol = [*budget_overrides(data, 1.0, run.seed), *smoke_overrides, *run.overrides]
+            cfg = load_config(PACKAGED_CONFIGS / run.base, protocol)
+            model, source = build_model_from_config(cfg), "untrained"
+        models[run.config] = (cfg, model, source)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for cfg, model, _ in models.values():
+        frame_pass_s(cfg, model)  # warm-up
+    names = list(models)
+    for i in range(rounds):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            cfg, model, _ = models[name]
+            times[name].append(frame_pass_s(cfg, model))
+    return {
+        "calibration": calibrate(reps=calibration_reps),
+        "rounds": rounds,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "configurations": {
+            name: {
+                "frame_1280x1024_s": statistics.median(times[name]),
+                "min_s": min(times[name]),
+                "max_s": max(times[name]),
+                "weights": models[name][2],
+            }
+            for name in names
+        },
+    }
 
 
 def resumable_checkpoint(run_dir: Path, cfg: Config) -> Path | None:
@@ -827,6 +890,31 @@ def report_lines(records: dict[str, dict]) -> list[str]:
     return [*lines, NOTES, "", group_line(records)]
 
 
+def frame_timing_lines(timing: dict[str, Any], reference: str | None) -> list[str]:
+    """The one-window frame timings (:func:`time_frames`) as a table, with each configuration's
+    ratio to ``reference``'s when that was timed."""
+    configs = timing["configurations"]
+    base = configs.get(reference, {}).get("frame_1280x1024_s") if reference else None
+    calibration = timing["calibration"]
+    lines = [
+        f"## Seconds per 1280x1024 frame, every configuration in one window ({calibration['cpu_model']})",
+        "",
+        f"`--time-frames`, {timing['measured_at']}: median (min-max) of {timing['rounds']} rounds, one"
+        " frame per configuration per round in a rotating order, after a warm-up; the evaluation"
+        f" geometry (x2, bf16, post-processing and sky map). Calibration in the same window:"
+        f" {calibration['ms']:.0f} ms.",
+        "",
+        f"| configuration | s / frame | ratio to {reference or '—'} | weights |",
+        "|---|---|---|---|",
+    ]
+    for name, t in configs.items():
+        ratio = _fmt(t["frame_1280x1024_s"] / base, 2) if base else "—"
+        seconds = f"{t['frame_1280x1024_s']:.3f} ({t['min_s']:.3f}-{t['max_s']:.3f})"
+        weights = "trained" if t["weights"] != "untrained" else "untrained (same layers)"
+        lines.append(f"| {name} | {seconds} | {ratio} | {weights} |")
+    return [*lines, ""]
+
+
 def write_report(
     records: dict[str, dict],
     results_dir: Path,
@@ -873,6 +961,12 @@ def _parse_args(doc: str, runs: list[Run], name: str, default_minutes: float, no
         dest="complete",
         action="store_true",
         help="re-evaluate finished runs whose records lack newer metrics or the sky gate (weights in --work)",
+    )
+    parser.add_argument(
+        "--time-frames",
+        action="store_true",
+        help="time one 1280x1024 frame of every chosen configuration in one window (quiet machine);"
+        " writes <results>/frame_timing.json",
     )
     parser.add_argument(
         "--smoke",
@@ -961,6 +1055,11 @@ def budget_main(
         run_all(chosen, args, args.results, args.work, budget, reference=reference)
     if args.complete:
         complete_records(chosen, args.data, args.results, args.work)
+    timing_path = args.results / "frame_timing.json"
+    if args.time_frames:
+        smoke = args.smoke_overrides if args.smoke else ()
+        rounds, reps = (1, 1) if args.smoke else (5, CALIBRATION_REPS)
+        write_json(timing_path, time_frames(chosen, args.data, args.work, rounds, smoke, reps))
     finished = {}
     for r in runs:
         path = args.results / f"{r.name}.json"
@@ -981,4 +1080,7 @@ def budget_main(
         lines.insert(
             0, "**Smoke run** (tiny network, one epoch on synthetic frames): the numbers mean nothing."
         )
+    if timing_path.exists():
+        reference_config = next((r.config for r in runs if r.name == reference_run), None)
+        lines += ["", *frame_timing_lines(json.loads(timing_path.read_text()), reference_config)]
     write_report(finished, args.results, title, lines, report)

@@ -104,3 +104,29 @@ def test_complete_adds_missing_metrics_and_gate_from_the_weights(smoke: Path) ->
     assert after["bafenet_hr_ctx_s0"] == no_weights  # no weights: left as it is
     assert after["fcos_hr_s0"] == full["fcos_hr_s0"]  # complete already
     assert after["fcos_seg_hr_ctx_scoring_s0"] == full["fcos_seg_hr_ctx_scoring_s0"]
+
+
+def test_time_frames_times_every_configuration_in_one_window(smoke: Path) -> None:
+    trained = next(r for r in budget_hr.RUNS if r.name == "fcos_hr_s0")
+    untrained = bc.Run("no_weights_s0", "no run folder", ["model.name=fcos_hr"], config="no_weights")
+    timing = bc.time_frames(
+        [trained, untrained],
+        "/unused",
+        smoke,
+        rounds=2,
+        smoke_overrides=bc.SMOKE_OVERRIDES,
+        calibration_reps=1,
+    )
+    configs = timing["configurations"]
+    assert list(configs) == ["fcos_hr", "no_weights"] and timing["rounds"] == 2
+    assert configs["fcos_hr"]["weights"] == str(smoke / "fcos_hr_s0" / "last.pt")
+    assert configs["no_weights"]["weights"] == "untrained"
+    for t in configs.values():
+        assert 0 < t["min_s"] <= t["frame_1280x1024_s"] <= t["max_s"]
+    assert timing["calibration"]["cpu_model"] == bc.cpu_model()
+    lines = bc.frame_timing_lines(timing, "fcos_hr")
+    row = next(line for line in lines if line.startswith("| fcos_hr |"))
+    assert "| 1.00 | trained |" in row
+    other = next(line for line in lines if line.startswith("| no_weights |"))
+    ratio = configs["no_weights"]["frame_1280x1024_s"] / configs["fcos_hr"]["frame_1280x1024_s"]
+    assert f"| {ratio:.2f} | untrained (same layers) |" in other
