@@ -65,7 +65,7 @@ from bafenet.engine.evaluate import (
     metrics_by_frame_size,
     prediction_metrics,
 )
-from bafenet.engine.inference import EvalGeometry, load_trained_model
+from bafenet.engine.inference import EvalGeometry, autocast_dtype, load_trained_model
 from bafenet.engine.setup import build_model_from_config
 from bafenet.engine.trainer import Trainer, train
 from bafenet.fileio import write_json, write_text
@@ -343,6 +343,9 @@ def time_frames(
                 "min_s": min(times[name]),
                 "max_s": max(times[name]),
                 "weights": models[name][2],
+                "precision": str(
+                    autocast_dtype(torch.device("cpu"), models[name][0].eval.amp) or torch.float32
+                ),
             }
             for name in names
         },
@@ -492,6 +495,7 @@ def run_one(
         "images_per_s": summary.images_per_s,
         "data_wait_share": summary.data_wait_share,
         "frame_1280x1024_s": frame_seconds(cfg, model, frame_reps),
+        "eval_precision": str(autocast_dtype(torch.device("cpu"), cfg.eval.amp) or torch.float32),
         "threads": torch.get_num_threads(),
         "cpu": platform.machine(),
         "cpu_model": budget.calibration["cpu_model"],
@@ -896,12 +900,13 @@ def frame_timing_lines(timing: dict[str, Any], reference: str | None) -> list[st
     configs = timing["configurations"]
     base = configs.get(reference, {}).get("frame_1280x1024_s") if reference else None
     calibration = timing["calibration"]
+    precisions = "/".join(sorted({t.get("precision", "bf16 autocast") for t in configs.values()}))
     lines = [
         f"## Seconds per 1280x1024 frame, every configuration in one window ({calibration['cpu_model']})",
         "",
         f"`--time-frames`, {timing['measured_at']}: median (min-max) of {timing['rounds']} rounds, one"
         " frame per configuration per round in a rotating order, after a warm-up; the evaluation"
-        f" geometry (x2, bf16, post-processing and sky map). Calibration in the same window:"
+        f" geometry (x2, {precisions}, post-processing and sky map). Calibration in the same window:"
         f" {calibration['ms']:.0f} ms.",
         "",
         f"| configuration | s / frame | ratio to {reference or '—'} | weights |",

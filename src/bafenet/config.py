@@ -153,7 +153,8 @@ class EvalConfig:
     max_side: int | None = None  # native / tiles: cap the scaled long side (large frames get less)
     tile_size: int = 1024  # tiles: side of a tile, in network-input pixels
     tile_overlap: int = 64  # tiles: overlap of neighbouring tiles (> twice the largest target)
-    # run the network under autocast (bf16 on CPU, fp16 on CUDA); decoding stays float32
+    # run the network under autocast (fp16 on CUDA; bf16 on a CPU with native bf16, AVX-512 BF16
+    # or AMX, float32 on other CPUs, where emulated bf16 is ~6x slower); decoding stays float32
     amp: bool = False
     iou_threshold: float = 0.5  # VOC AP
     pd_distance_px: float = 3.0  # IRSTD Pd: centroid distance below this counts as detected

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from tiny_training import TINY_RECIPE, train_env
+from torch import nn
 
 from bafenet.config import ConfigError, config_to_dict, load_config
 from bafenet.data import transforms
 from bafenet.data.sample import Sample
 from bafenet.data.synthetic import write_synthetic_devkit
+from bafenet.engine import inference
 from bafenet.engine.checkpoint import load_checkpoint
 from bafenet.engine.inference import EvalGeometry, checkpoint_config, load_trained_model
 from bafenet.engine.setup import build_model_from_config
@@ -23,6 +26,32 @@ from bafenet.errors import BafenetError, DataError
 
 def _native_x2(*overrides: str) -> EvalGeometry:
     return EvalGeometry.from_config(load_config(None, ["eval.protocol=native", "eval.scale=2", *overrides]))
+
+
+class PrecisionProbe(nn.Module):
+    """Records the dtype its convolution computes in under the caller's autocast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+        self.dtypes: list[torch.dtype] = []
+
+    def forward(self, images, original_sizes, image_sizes):
+        self.dtypes.append(self.conv(images).dtype)
+        return [{} for _ in original_sizes]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_on_cpu_uses_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, native: bool) -> None:
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: native)
+    frame = Sample(image=np.zeros((20, 24), np.float32), image_id="f")
+    probe = PrecisionProbe()
+    for amp in (True, False):
+        geometry = _native_x2(f"eval.amp={str(amp).lower()}")
+        geometry.predict(probe, [frame], [geometry.transform(frame)], torch.device("cpu"))
+    assert probe.dtypes == [torch.bfloat16 if native else torch.float32, torch.float32]
+    assert inference.autocast_dtype(torch.device("cuda"), amp=True) == torch.float16
+    assert inference.autocast_dtype(torch.device("cuda"), amp=False) is None
 
 
 def test_frames_too_small_for_the_detector_are_refused_with_the_minimum() -> None:

@@ -14,6 +14,7 @@ covers ``[p, p + 1)``); the sky map stays at network-input resolution.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -130,6 +131,26 @@ def _score(value: Any, key: str) -> float:
     return float(value)
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX, as oneDNN reports it).
+
+    Without it, bf16 autocast is emulated: about 6x slower than float32 (an AVX2 AMD EPYC,
+    ``fcos_hr`` at 2560 x 2048), where with it bf16 is about 1.7x faster.
+    """
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The reduced precision ``eval.amp`` runs the network in on ``device``: fp16 on CUDA, bf16
+    on a CPU with native bf16, else None (float32: emulated bf16 would only be slower)."""
+    if not amp:
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+
+
 @dataclass(frozen=True)
 class EvalGeometry:
     """How frames become network input and detections come back: one place for ``eval.protocol``.
@@ -142,7 +163,7 @@ class EvalGeometry:
 
     :meth:`transform` refuses, before resizing, a frame whose network input would have more
     than ``max_pixels`` pixels or a long side below :data:`bafenet.config.MIN_INPUT_SIDE`.
-    :meth:`predict` runs the model (under autocast with ``amp``: bf16 on CPU, fp16 on CUDA).
+    :meth:`predict` runs the model (under autocast with ``amp``: :func:`autocast_dtype`).
     """
 
     protocol: Literal["resize", "native", "tiles"]
@@ -208,8 +229,8 @@ class EvalGeometry:
         sky model. A DDP-wrapped model is run unwrapped (no collective per forward pass).
         """
         model = unwrap_model(model)
-        dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-        with torch.autocast(device.type, dtype=dtype, enabled=self.amp):
+        dtype = autocast_dtype(device, self.amp)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             if self.protocol == "tiles":
                 return [
                     self._predict_tiled(model, s, t, device)
