@@ -11,7 +11,8 @@ intra-op threads; the onnxruntime session takes the same number):
 * ``frame/WxH``: seconds per real ``val_v2`` frame of 640x512 and of 1280x1024 through the
   Python API (``Detector.__call__``: conversion, x2 resize, network, post-processing, sky
   map), and of the network alone (``head_outputs``), for PyTorch float32, PyTorch under
-  bf16 autocast (the ``eval.amp`` path), onnxruntime float32 and onnxruntime int8: medians
+  bf16 autocast (the ``eval.amp`` path: float32 on a CPU without native bf16), onnxruntime
+  float32 and onnxruntime int8: medians
   of ``--reps`` repetitions after ``--warmup`` calls, the runtime order rotating every
   repetition so that a slow phase of the machine hits every runtime alike, with a 0.1 s pause
   before each timed call (the previous runtime's threads stop spin-waiting);
@@ -78,6 +79,7 @@ from bafenet.data.synthetic import write_synthetic_devkit
 from bafenet.data.video import VideoWriter, encoder
 from bafenet.engine.checkpoint import load_checkpoint, save_checkpoint
 from bafenet.engine.evaluate import evaluate
+from bafenet.engine.inference import autocast_dtype
 from bafenet.engine.onnx_backend import export_model, require
 from bafenet.engine.setup import build_model_from_config
 from bafenet.errors import BafenetError, DataError
@@ -319,13 +321,15 @@ def load_runtime(runtime: Runtime, files: dict[str, str]) -> Detector:
 
 def network_call(detector: Detector, sample: Sample) -> Callable[[], object]:
     """The network alone on ``sample``'s network input: ``head_outputs`` under the detector's
-    autocast setting (bf16 on the CPU, as :meth:`EvalGeometry.predict`)."""
+    autocast setting, as :meth:`EvalGeometry.predict` (:func:`autocast_dtype`: bf16 on a CPU with
+    native bf16, else float32)."""
     transformed = detector.geometry.transform(sample)
     images, _ = collate_samples([transformed])
     sizes = [(transformed.height, transformed.width)]
+    dtype = autocast_dtype(torch.device("cpu"), detector.geometry.amp)
 
     def call() -> object:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=detector.geometry.amp):
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
             return detector.model.head_outputs(images, image_sizes=sizes)
 
     return call
