@@ -283,6 +283,11 @@ def frame_pass_s(cfg: Config, model: torch.nn.Module) -> float:
     return time.perf_counter() - start
 
 
+def eval_precision(cfg: Config) -> str:
+    """The precision ``cfg``'s evaluation runs the network in on this CPU (``eval.amp``)."""
+    return str(autocast_dtype(torch.device("cpu"), cfg.eval.amp) or torch.float32)
+
+
 def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
     """Median of ``reps`` :func:`frame_pass_s` after a warm-up."""
     frame_pass_s(cfg, model)
@@ -343,9 +348,7 @@ def time_frames(
                 "min_s": min(times[name]),
                 "max_s": max(times[name]),
                 "weights": models[name][2],
-                "precision": str(
-                    autocast_dtype(torch.device("cpu"), models[name][0].eval.amp) or torch.float32
-                ),
+                "precision": eval_precision(models[name][0]),
             }
             for name in names
         },
@@ -495,7 +498,7 @@ def run_one(
         "images_per_s": summary.images_per_s,
         "data_wait_share": summary.data_wait_share,
         "frame_1280x1024_s": frame_seconds(cfg, model, frame_reps),
-        "eval_precision": str(autocast_dtype(torch.device("cpu"), cfg.eval.amp) or torch.float32),
+        "eval_precision": eval_precision(cfg),
         "threads": torch.get_num_threads(),
         "cpu": platform.machine(),
         "cpu_model": budget.calibration["cpu_model"],
@@ -900,7 +903,7 @@ def frame_timing_lines(timing: dict[str, Any], reference: str | None) -> list[st
     configs = timing["configurations"]
     base = configs.get(reference, {}).get("frame_1280x1024_s") if reference else None
     calibration = timing["calibration"]
-    precisions = "/".join(sorted({t.get("precision", "bf16 autocast") for t in configs.values()}))
+    precisions = "/".join(sorted({t["precision"] for t in configs.values()}))
     lines = [
         f"## Seconds per 1280x1024 frame, every configuration in one window ({calibration['cpu_model']})",
         "",
