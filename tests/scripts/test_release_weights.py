@@ -17,7 +17,7 @@ from bafenet.data import open_dataset
 from bafenet.data.synthetic import write_synthetic_devkit
 from bafenet.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from bafenet.engine.evaluate import evaluate
-from bafenet.engine.inference import EvalGeometry, operating_score_thr
+from bafenet.engine.inference import EvalGeometry, load_trained_model, operating_score_thr
 from bafenet.engine.setup import build_model_from_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,3 +111,39 @@ def test_release_measures_its_operating_point_and_checks_the_results(tmp_path: P
     released = load_checkpoint(tmp_path / "weights" / "hr_test.pt")
     assert released["metadata"]["operating_score_thr"] == pytest.approx(metrics["best_f1_score_thr"])
     assert released["metadata"]["operating_point"]["pd"] == pytest.approx(metrics["irstd_pd_at_best_f1"])
+
+
+def test_release_with_the_sky_gate_on(tmp_path: Path) -> None:
+    devkit = write_synthetic_devkit(tmp_path / "devkit", n=8, seed=3, sizes=((96, 80),))
+    gate_overrides = ("model.name=fcos_seg_hr", "eval.score_thr=0.005", "eval.amp=false")
+    checkpoint, model, cfg = _run_checkpoint(tmp_path, *gate_overrides)
+    gate_on = [*gate_overrides, "model.kwargs.sky_gate_thr=0.5"]
+    gated_cfg = load_config(PACKAGED_CONFIGS / "bafenet_hr.yaml", gate_on)
+    gated_model = build_model_from_config(gated_cfg)
+    gated_model.load_state_dict(model.state_dict())
+    gated, _ = evaluate(
+        gated_model.eval(), open_dataset(devkit, "val"), EvalGeometry.from_config(gated_cfg), cfg.eval,
+        torch.device("cpu"),
+    )  # fmt: skip
+    record = {
+        "overrides": [], "minutes": 1, "seed": 0, "images_seen": 10, "images_per_s": 1.0, "epochs_done": 1,
+        "frame_1280x1024_s": 1.0, "metrics": {"mAP07": gated["mAP07"] + 0.1},
+    }  # fmt: skip
+    no_gate = _release(tmp_path, checkpoint, record, "--sky-gate", "--data", str(devkit), "--split", "val")
+    assert no_gate.returncode != 0 and "no sky gate in these results" in no_gate.stderr
+    assert "Traceback" not in no_gate.stderr
+    record["gate"] = {"threshold": 0.5, "chosen_on": "train", "metrics": {"mAP07": gated["mAP07"]}}
+    no_data = _release(tmp_path, checkpoint, record, "--sky-gate")
+    assert no_data.returncode != 0 and "--sky-gate needs --data" in no_data.stderr
+    # the measurement is checked against the gated mAP07 (the ungated one differs by 0.1 here)
+    result = _release(tmp_path, checkpoint, record, "--sky-gate", "--data", str(devkit), "--split", "val")
+    assert result.returncode == 0, result.stderr[-2000:]
+    released = load_checkpoint(tmp_path / "weights" / "hr_test.pt")
+    assert released["config"]["model"]["kwargs"]["sky_gate_thr"] == 0.5
+    assert released["metadata"]["metrics_val_v2"]["mAP07"] == pytest.approx(gated["mAP07"])
+    assert set(released["metadata"]["by_frame_size"]) == {"small"}
+    loaded, _, _ = load_trained_model(tmp_path / "weights" / "hr_test.pt", torch.device("cpu"))
+    assert loaded.sky_gate_thr == 0.5  # predict and val apply the gate by default
+    card = (tmp_path / "weights" / "hr_test.md").read_text()
+    assert "Sky gate: detections whose own sky probability" in card and "below 0.5" in card
+    assert f"Without it the same weights score mAP07 {gated['mAP07'] + 0.1:.4f}" in card
