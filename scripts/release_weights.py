@@ -209,10 +209,7 @@ def model_card(
         " ".join(_portable(o) for o in record["overrides"]),
         "```",
         "",
-        f"Budget: {record['minutes']:g} minutes of training wall time on a 2-core CPU "
-        f"({record['images_seen']} training crops at {record['images_per_s']:.2f} images/s, "
-        f"{record['epochs_done']} epochs of train_v2), seed {record['seed']}, "
-        f"torch {record.get('torch', '?')}.",
+        budget_line(record),
         "",
         f"## Metrics on val_v2 (official protocol, final weights{', sky gate on' if gate else ''}){measured}",
         "",
@@ -250,6 +247,24 @@ def model_card(
         "(1280 x 1024) score lower than small ones; test_v2 numbers are not reported here.",
     ]
     return lines
+
+
+def budget_line(record: dict[str, Any]) -> str:
+    """The card's sentence on the training budget: wall-clock minutes, or an image budget."""
+    seen = (
+        f"{record['images_seen']} training crops at {record['images_per_s']:.2f} images/s, "
+        f"{record['epochs_done']} epochs of train_v2"
+    )
+    tail = f"seed {record['seed']}, torch {record.get('torch', '?')}."
+    images = (record.get("budget") or {}).get("images")
+    if not images:
+        return f"Budget: {record['minutes']:.1f} minutes of training wall time, 2 threads ({seen}), {tail}"
+    return (
+        f"Budget: {images['max_images']} training crops, the configuration's share of 40 minutes at a "
+        f"calibration of 638 ms ({images['minutes']:.1f} minutes on the {images['cpu_model']} that set it, "
+        f"calibration {images['calibration_ms']:.0f} ms); trained on {record.get('cpu_model') or 'a CPU'}"
+        f" with 2 threads ({seen}), {tail}"
+    )
 
 
 def operating_lines(operating: dict[str, float]) -> list[str]:

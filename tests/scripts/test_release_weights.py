@@ -82,6 +82,7 @@ def test_release_round_trip_and_card(tmp_path: Path) -> None:
     assert hashlib.sha256(released.read_bytes()).hexdigest() in card
     assert "| mAP07 | 0.2500 |" in card and "bafenet val --weights weights/hr_test.pt" in card
     assert "data.root=DEVKIT" in card and "/some/machine/path" not in card
+    assert "Budget: 40.0 minutes of training wall time" in card
     small = "| mAP07 / recall, small frames | 0.3000 / 0.6000 | long side <= 640 px, 3 images, 12 targets"
     assert f"{small} (fewer than 20 targets) |" in card
     # the results' F1-best threshold becomes the operating point predict uses by default
@@ -133,6 +134,8 @@ def test_release_with_the_sky_gate_on(tmp_path: Path) -> None:
     assert no_gate.returncode != 0 and "no sky gate in these results" in no_gate.stderr
     assert "Traceback" not in no_gate.stderr
     record["gate"] = {"threshold": 0.5, "chosen_on": "train", "metrics": {"mAP07": gated["mAP07"]}}
+    images = {"max_images": 10, "minutes": 48.4, "cpu_model": "Intel Xeon", "calibration_ms": 770.0}
+    record.update(budget={"images": images}, cpu_model="AMD EPYC")
     no_data = _release(tmp_path, checkpoint, record, "--sky-gate")
     assert no_data.returncode != 0 and "--sky-gate needs --data" in no_data.stderr
     # the measurement is checked against the gated mAP07 (the ungated one differs by 0.1 here)
@@ -147,3 +150,5 @@ def test_release_with_the_sky_gate_on(tmp_path: Path) -> None:
     card = (tmp_path / "weights" / "hr_test.md").read_text()
     assert "Sky gate: detections whose own sky probability" in card and "below 0.5" in card
     assert f"Without it the same weights score mAP07 {gated['mAP07'] + 0.1:.4f}" in card
+    assert "Budget: 10 training crops" in card and "48.4 minutes on the Intel Xeon" in card
+    assert "trained on AMD EPYC with 2 threads" in card
