@@ -612,21 +612,23 @@ def sky_gate_record(
     """The post-hoc sky gate of a trained sky model.
 
     One inference pass over every ``every``-th frame of ``train_set`` (the training split)
-    picks the threshold (:func:`choose_gate_threshold`); the gated metrics come from
-    ``val_predictions`` (the final validation's detections, with their own sky probability)
-    filtered at that threshold.
+    picks the threshold (:func:`choose_gate_threshold`); the gated metrics, overall and by
+    frame size, come from ``val_predictions`` (the final validation's detections, with their
+    own sky probability) filtered at that threshold.
     """
     subset = Subset(train_set, range(0, len(train_set), every))
     _, details = evaluate_with_config(
         model, subset, cfg, torch.device("cpu"), progress=False, keep_predictions=True
     )
     threshold, train_map07 = choose_gate_threshold(details["predictions"], cfg.eval, grid)
-    gated = prediction_metrics(gate_predictions(val_predictions, threshold), cfg.eval)
+    kept = gate_predictions(val_predictions, threshold)
+    gated = prediction_metrics(kept, cfg.eval)
     return {
         "threshold": threshold,
         "chosen_on": f"{cfg.data.train_split}, every {every}th frame ({len(subset)} frames): highest mAP07",
         "train_mAP07": train_map07,
         "metrics": {k: gated[k] for k in GATE_KEYS if gated.get(k) is not None},
+        "by_frame_size": {g: _numbers(m) for g, m in metrics_by_frame_size(kept, cfg.eval).items()},
     }
 
 

@@ -63,6 +63,8 @@ def test_smoke_runs_every_configuration_and_writes_the_tables(smoke: Path) -> No
         assert sorted(gate["train_mAP07"]) == sorted(f"{t:g}" for t in bc.GATE_GRID)
         assert gate["chosen_on"].startswith("train_v2, every 4th frame (2 frames)")
         assert "mAP07" in gate["metrics"] and "strict_mAP07" in gate["metrics"]
+        assert set(gate["by_frame_size"]) == set(records[name]["by_frame_size"])
+        assert all("mAP07" in m for m in gate["by_frame_size"].values())
     text = (smoke / "results.md").read_text()
     assert "**Smoke run**" in text and f"## CPU: {bc.cpu_model()}" in text
     for config in ("fcos_seg_hr_ctx", "bafenet_hr_ctx", "fcos_seg_hr_ctx_scoring"):
