@@ -135,9 +135,9 @@ def main() -> None:
     model, cfg, ckpt = load_trained_model(args.checkpoint, torch.device("cpu"), overrides)
     path = args.out / f"{args.name}.pt"
     expected = gate["metrics"] if gate is not None else record["metrics"]
-    # without a measurement, the results' numbers (a gate record has no numbers by frame size)
+    # without a measurement, the results' numbers (older gate records have none by frame size)
     metrics = expected
-    by_size = record.get("by_frame_size", {}) if gate is None else {}
+    by_size = (gate if gate is not None else record).get("by_frame_size", {})
     metadata = {"source_run": args.checkpoint.parent.name, "metrics_val_v2": metrics}
     metadata["by_frame_size"] = by_size
     save = dict(model_name=ckpt["model_name"], config=config_to_dict(cfg), epoch=ckpt["epoch"])
