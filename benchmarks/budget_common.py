@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import platform
@@ -294,6 +295,19 @@ def frame_seconds(cfg: Config, model: torch.nn.Module, reps: int = 3) -> float:
     return statistics.median(frame_pass_s(cfg, model) for _ in range(reps))
 
 
+def rotating_rounds(timers: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """``rounds`` results of each timer (seconds it measured) after one warm-up call of each,
+    in a rotating order, so a slow phase of the machine hits every timer alike."""
+    names = list(timers)
+    for name in names:
+        timers[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            times[name].append(timers[name]())
+    return times
+
+
 def time_frames(
     runs: Sequence[Run],
     data: str,
@@ -330,14 +344,9 @@ def time_frames(
             cfg = load_config(PACKAGED_CONFIGS / run.base, protocol)
             model, source = build_model_from_config(cfg), "untrained"
         models[run.config] = (cfg, model, source)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for cfg, model, _ in models.values():
-        frame_pass_s(cfg, model)  # warm-up
+    timers = {name: functools.partial(frame_pass_s, cfg, model) for name, (cfg, model, _) in models.items()}
+    times = rotating_rounds(timers, rounds)
     names = list(models)
-    for i in range(rounds):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            cfg, model, _ = models[name]
-            times[name].append(frame_pass_s(cfg, model))
     return {
         "calibration": calibrate(reps=calibration_reps),
         "rounds": rounds,

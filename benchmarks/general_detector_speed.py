@@ -30,7 +30,7 @@ from PIL import Image
 
 from bafenet.engine.inference import load_trained_model
 from bafenet.fileio import write_json, write_text
-from budget_common import calibrate, eval_precision, frame_pass_s
+from budget_common import calibrate, eval_precision, frame_pass_s, rotating_rounds
 
 RESULTS = Path(__file__).parent / "results"
 GENERAL = "YOLOv8n-P2 (ultralytics, x2, imgsz 2560)"
@@ -59,18 +59,6 @@ def released_model(path: Path):
     """A callable timing one frame of a released file, and its precision on this CPU."""
     model, cfg, _ = load_trained_model(path, torch.device("cpu"))
     return (lambda: frame_pass_s(cfg, model)), eval_precision(cfg)
-
-
-def time_rounds(timers: dict, rounds: int) -> dict[str, list[float]]:
-    """``rounds`` timings of each timer after one warm-up, in a rotating order."""
-    names = list(timers)
-    for name in names:
-        timers[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(rounds):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            times[name].append(timers[name]())
-    return times
 
 
 def table(record: dict) -> list[str]:
@@ -107,7 +95,7 @@ def main() -> None:
     timers, precision = {GENERAL: general_detector()}, {GENERAL: "torch.float32"}
     for path in args.weights:
         timers[path.name], precision[path.name] = released_model(path)
-    times = time_rounds(timers, args.rounds)
+    times = rotating_rounds(timers, args.rounds)
     record = {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rounds": args.rounds,
