@@ -18,7 +18,8 @@ The sky ablation, three seeds each (``<configuration>_s0`` .. ``_s2``):
 * ``fcos_hr``: no sky branch;
 * ``fcos_seg_hr_ctx``: sky branch with the whole-frame sky context, no exchange;
 * ``bafenet_hr_ctx``: the full model, its cross-task exchange fed by the context-aware sky;
-* ``fcos_seg_hr_ctx_scoring``: sky context and sky-conditioned scoring;
+* ``fcos_seg_hr_ctx_scoring``: sky context and sky-conditioned scoring (these two are defined
+  but no longer planned: the own context net below replaced the shared pass);
 * ``fcos_seg_hr_own``, ``fcos_seg_hr_own_scoring``, ``bafenet_hr_own``: the same three with
   the whole-frame sky from a narrow network of its own (``context_net``,
   ``models/context_net.py``) instead of the detector's body, which then stays ``fcos_hr``'s
