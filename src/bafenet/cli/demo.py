@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import torch
+
     from bafenet.config import Config
+    from bafenet.data.densesirst import DenseSIRST
     from bafenet.engine.trainer import TrainSummary
 
 # The demo recipe: the high-resolution BAFE-Net (bafenet_hr: half-width ResNet-18 with trainable
@@ -54,24 +57,42 @@ DEMO_OVERRIDES = [
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import torch
-
-    from bafenet.config import load_config
-    from bafenet.data import open_dataset
-    from bafenet.data.check import check_dataset
-    from bafenet.data.stats import dataset_stats, summary_lines, write_stats_report
-    from bafenet.data.synthetic import write_synthetic_devkit
-    from bafenet.engine.distributed import local_device, threads_beside_load
-    from bafenet.engine.evaluate import evaluate_with_config
-    from bafenet.engine.inference import DEFAULT_SCORE_THR, load_trained_model
-    from bafenet.engine.predict import draw_prediction
-    from bafenet.engine.report import format_table, write_eval_outputs
     from bafenet.engine.runs import new_run_dir
-    from bafenet.errors import BafenetError
-    from bafenet.viz import save_png
 
     out = new_run_dir(Path(args.project), "demo") if args.out is None else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    data, stat_files = _synthetic_data(args, out)
+    summary, device, cut_short = _train_demo(args, data, out / "train")
+    val_set, metrics, details, eval_files = _validate(data, out, device, progress=not args.no_progress)
+    drawings = _draw_predictions(val_set, out, details["predictions"], metrics)
+
+    print("[6/6] report")
+    passed = metrics["mAP07"] >= PASS_MAP07
+    text = (
+        f"Synthetic data ({args.n} images) -> {MODEL_TEXT}, trained {summary.epochs_done} of "
+        f"{args.epochs} epoch(s) on the {device.type} ({summary.images_per_s:.2f} images/s, "
+        f"{100 * summary.data_wait_share:.1f}% of step time waiting for data) -> validation. "
+        + (f"{cut_short} " if cut_short else "")
+        + f"mAP07 {metrics['mAP07']:.3f} (expected >= {PASS_MAP07}: {'PASS' if passed else 'FAIL'})."
+    )
+    _write_report(out, metrics, text, stat_files + eval_files + drawings)
+    print(
+        f"demo mAP07 {metrics['mAP07']:.3f} (the demo expects >= {PASS_MAP07}: "
+        f"{'PASS' if passed else 'FAIL'}); report: {out / 'report.html'}"
+    )
+    return 0 if passed else 1
+
+
+def _synthetic_data(args: argparse.Namespace, out: Path) -> tuple[Path, list[Path]]:
+    """Steps 1-2: write (or reuse) and check the synthetic devkit, then its statistics.
+
+    Returns the devkit folder and the statistics files written under ``out/stats``.
+    """
+    from bafenet.data.check import check_dataset
+    from bafenet.data.stats import dataset_stats, summary_lines, write_stats_report
+    from bafenet.data.synthetic import write_synthetic_devkit
+    from bafenet.errors import BafenetError
+
     data = out / "data"
     print(f"[1/6] synthetic dataset: {args.n} images, seed {args.seed} -> {data}")
     if not (data / "PNGImages").is_dir():
@@ -85,7 +106,20 @@ def _demo(args: argparse.Namespace) -> int:
     stats = dataset_stats(data, None, progress=not args.no_progress)
     for line in summary_lines(stats):
         print(f"      {line}")
-    stat_files = write_stats_report(stats, out / "stats")
+    return data, write_stats_report(stats, out / "stats")
+
+
+def _train_demo(
+    args: argparse.Namespace, data: Path, run_dir: Path
+) -> tuple[TrainSummary, torch.device, str]:
+    """Step 3: train the demo recipe on ``data`` into ``run_dir``.
+
+    Returns the training summary, the device used and the cut-short sentence (``""`` if none).
+    """
+    import torch
+
+    from bafenet.config import load_config
+    from bafenet.engine.distributed import local_device, threads_beside_load
 
     overrides = [
         *DEMO_OVERRIDES,
@@ -107,21 +141,45 @@ def _demo(args: argparse.Namespace) -> int:
         threads = args.threads or threads_beside_load()
         where = f"cpu, {threads} thread(s)"
     print(f"[3/6] training {MODEL_TEXT}: {args.epochs} epoch(s) on the {where} ({cap})")
-    run_dir = out / "train"
     run_dir.mkdir(exist_ok=True)
     summary = _train_with_threads(cfg, run_dir, threads, progress=not args.no_progress)
     cut_short = _cut_short_text(summary, args.epochs, args.max_minutes)
     if cut_short:
         print(f"      {cut_short}")
+    return summary, device, cut_short
+
+
+def _validate(
+    data: Path, out: Path, device: torch.device, progress: bool
+) -> tuple[DenseSIRST, dict, dict, list[Path]]:
+    """Step 4: evaluate ``out/train/last.pt`` on the validation split; write ``out/val``.
+
+    Returns the validation set, the metrics, the evaluation details (with the predictions) and
+    the files written.
+    """
+    from bafenet.data import open_dataset
+    from bafenet.engine.evaluate import evaluate_with_config
+    from bafenet.engine.inference import load_trained_model
+    from bafenet.engine.report import format_table, write_eval_outputs
 
     print("[4/6] validation of the trained weights")
-    model, cfg, _ = load_trained_model(run_dir / "last.pt", device)
+    model, cfg, _ = load_trained_model(out / "train" / "last.pt", device)
     val_set = open_dataset(data, cfg.eval.split)
     metrics, details = evaluate_with_config(
-        model, val_set, cfg, device, progress=not args.no_progress, keep_predictions=True
+        model, val_set, cfg, device, progress=progress, keep_predictions=True
     )
     print(format_table(metrics))
-    eval_files = write_eval_outputs(out / "val", metrics, details)
+    return val_set, metrics, details, write_eval_outputs(out / "val", metrics, details)
+
+
+def _draw_predictions(val_set: DenseSIRST, out: Path, predictions: list, metrics: dict) -> list[Path]:
+    """Step 5: draw truth and detections at the F1-best score on the first 4 validation images.
+
+    Returns the PNG files written under ``out/predictions``.
+    """
+    from bafenet.engine.inference import DEFAULT_SCORE_THR
+    from bafenet.engine.predict import draw_prediction
+    from bafenet.viz import save_png
 
     score_thr = metrics["best_f1_score_thr"]
     if score_thr is None:  # nothing predicted
@@ -130,8 +188,8 @@ def _demo(args: argparse.Namespace) -> int:
         f"[5/6] predictions drawn on validation images (green: truth, red: detections >= {score_thr:.2f},"
         " the F1-best score threshold)"
     )
+    by_id = {p.image_id: p for p in predictions}
     drawings = []
-    by_id = {p.image_id: p for p in details["predictions"]}
     for i in range(min(4, len(val_set))):
         sample = val_set[i]
         pred = by_id[sample.image_id]
@@ -141,22 +199,7 @@ def _demo(args: argparse.Namespace) -> int:
                 draw_prediction(sample, pred.boxes, pred.scores, score_thr),
             )
         )
-
-    print("[6/6] report")
-    passed = metrics["mAP07"] >= PASS_MAP07
-    text = (
-        f"Synthetic data ({args.n} images) -> {MODEL_TEXT}, trained {summary.epochs_done} of "
-        f"{args.epochs} epoch(s) on the {device.type} ({summary.images_per_s:.2f} images/s, "
-        f"{100 * summary.data_wait_share:.1f}% of step time waiting for data) -> validation. "
-        + (f"{cut_short} " if cut_short else "")
-        + f"mAP07 {metrics['mAP07']:.3f} (expected >= {PASS_MAP07}: {'PASS' if passed else 'FAIL'})."
-    )
-    _write_report(out, metrics, text, stat_files + eval_files + drawings)
-    print(
-        f"demo mAP07 {metrics['mAP07']:.3f} (the demo expects >= {PASS_MAP07}: "
-        f"{'PASS' if passed else 'FAIL'}); report: {out / 'report.html'}"
-    )
-    return 0 if passed else 1
+    return drawings
 
 
 def _train_with_threads(cfg: Config, run_dir: Path, threads: int, progress: bool) -> TrainSummary:
