@@ -346,7 +346,6 @@ def time_frames(
         models[run.config] = (cfg, model, source)
     timers = {name: functools.partial(frame_pass_s, cfg, model) for name, (cfg, model, _) in models.items()}
     times = rotating_rounds(timers, rounds)
-    names = list(models)
     return {
         "calibration": calibrate(reps=calibration_reps),
         "rounds": rounds,
@@ -359,7 +358,7 @@ def time_frames(
                 "weights": models[name][2],
                 "precision": eval_precision(models[name][0]),
             }
-            for name in names
+            for name in models
         },
     }
 
