@@ -103,38 +103,9 @@ def evaluate(
     for originals, transformed in equal_shape_batches(dataset, indices, geometry, cfg.batch_size):
         outputs = geometry.predict(model, originals, transformed, device)
         for sample, t, out in zip(originals, transformed, outputs, strict=True):
-            boxes = out["boxes"].float().cpu().numpy()
-            scores = out["scores"].float().cpu().numpy()
-            pred_sky = sky_at_centers(boxes, sample.sky_mask)  # boxes and sky_mask: original frame
-            det.add(sample.image_id, boxes, scores, sample.boxes)
-            irstd.add(
-                sample.image_id,
-                boxes,
-                scores,
-                sample.boxes,
-                image_size=(sample.height, sample.width),
-                gt_centers=sample.points if len(sample.points) == len(sample.boxes) else None,
-                pred_sky=pred_sky,
-            )
-            model_sky_prob = None
-            if "sky_prob" in out:
-                prob = out["sky_prob"].float().cpu()[: t.height, : t.width]
-                sky.add((prob.numpy() > 0.5).astype(np.uint8), t.sky_mask)
-                model_sky_prob = model_sky_at_centers(boxes, prob, (sample.height, sample.width))
+            prediction = _add_image(sample, t, out, det, irstd, sky)
             if keep_predictions:
-                points = sample.points if len(sample.points) == len(sample.boxes) else None
-                predictions.append(
-                    Prediction(
-                        sample.image_id,
-                        boxes,
-                        scores,
-                        sample.boxes,
-                        (sample.height, sample.width),
-                        points,
-                        pred_sky,
-                        model_sky_prob,
-                    )
-                )
+                predictions.append(prediction)
         bar.update(len(originals))
     bar.close()
     model.train(was_training)
@@ -153,6 +124,33 @@ def evaluate(
         "predictions": predictions,
     }
     return metrics, details
+
+
+def _add_image(
+    sample: Sample,
+    transformed: Sample,
+    out: dict[str, torch.Tensor],
+    det: DetectionEvaluator,
+    irstd: TargetLevelEvaluator,
+    sky: SkyIoU,
+) -> Prediction:
+    """Add one image's detections (``out["boxes"]``: original-image coordinates) and, for sky
+    models, its sky map (``out["sky_prob"]``: input resolution, padded) to the accumulators."""
+    boxes = out["boxes"].float().cpu().numpy()
+    scores = out["scores"].float().cpu().numpy()
+    size = (sample.height, sample.width)
+    points = sample.points if len(sample.points) == len(sample.boxes) else None
+    pred_sky = sky_at_centers(boxes, sample.sky_mask)  # boxes and sky_mask: original frame
+    det.add(sample.image_id, boxes, scores, sample.boxes)
+    irstd.add(
+        sample.image_id, boxes, scores, sample.boxes, image_size=size, gt_centers=points, pred_sky=pred_sky
+    )
+    model_sky_prob = None
+    if "sky_prob" in out:
+        prob = out["sky_prob"].float().cpu()[: transformed.height, : transformed.width]
+        sky.add((prob.numpy() > 0.5).astype(np.uint8), transformed.sky_mask)
+        model_sky_prob = model_sky_at_centers(boxes, prob, size)
+    return Prediction(sample.image_id, boxes, scores, sample.boxes, size, points, pred_sky, model_sky_prob)
 
 
 def evaluate_with_config(
