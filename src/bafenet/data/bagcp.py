@@ -423,6 +423,20 @@ class BackgroundAwareCopyPaste:
         k = _first(canvas.fits(rows, cols, h, w, need_sky=True))
         return None if k is None else (int(rows[k]), int(cols[k]), False)
 
+    def _blend(
+        self, before: np.ndarray, pixels: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, float]:
+        """Blend a target patch ``pixels`` onto the background ``before`` (both (h, w) float32);
+        returns the new pixels and the intensity factor lambda drawn (1.0 for ``"replace"``)."""
+        if self.blend == "replace":
+            return pixels, 1.0
+        lam = float(rng.uniform(*self.lam_range))
+        if self.blend == "gaussian":
+            h, w = pixels.shape
+            weights = gaussian_weights(h, w, rng, self.sigma_range, self.max_shift)
+            return np.minimum(255.0, before + lam * weights * pixels), lam
+        return np.minimum(255.0, before + lam * pixels), lam
+
     def paste(
         self, sample: Sample, source: Sample, rng: np.random.Generator
     ) -> tuple[Sample, list[PasteRecord]]:
@@ -463,15 +477,7 @@ class BackgroundAwareCopyPaste:
             hh, ww = r1 - r, c1 - c  # clipped at the image border (fallback only)
             pixels, mask = patch.pixels[:hh, :ww], patch.mask[:hh, :ww]
             before = image[r:r1, c:c1]
-            if self.blend == "gaussian":
-                lam = float(rng.uniform(*self.lam_range))
-                weights = gaussian_weights(hh, ww, rng, self.sigma_range, self.max_shift)
-                after = np.minimum(255.0, before + lam * weights * pixels)
-            elif self.blend == "add":
-                lam = float(rng.uniform(*self.lam_range))
-                after = np.minimum(255.0, before + lam * pixels)
-            else:
-                lam, after = 1.0, pixels
+            after, lam = self._blend(before, pixels, rng)
             peak_gain = float((after - before).max())
             image[r:r1, c:c1] = after
             if not mask.any():
