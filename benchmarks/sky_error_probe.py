@@ -11,8 +11,9 @@ For finished sky-context runs (``benchmarks/work/budget_hr/<run>/last.pt``) it s
   do, so the part of the error owed to resolution alone;
 
 both as sky IoU over the whole set (the confusion summed over frames, as ``bafenet val``), by
-frame size, and with the wrong pixels split by their distance to the annotated sky boundary
-(at most 8, 8-32, over 32 native pixels). Writes ``benchmarks/results/sky_error_probe/<run>.json``
+frame size, and with the wrong pixels split by direction (called sky on annotated non-sky, or
+the reverse) and by their distance to the annotated sky boundary (at most 8, 8-32, over 32
+native pixels). Writes ``benchmarks/results/sky_error_probe/<run>.json``
 (skipped when there) and the table of every probed run to ``benchmarks/results/sky_error_probe.md``.
 
     python benchmarks/sky_error_probe.py fcos_seg_hr_own_s0 fcos_seg_hr_own_s1 --data DEVKIT
@@ -138,6 +139,7 @@ def _summary(acc: dict) -> dict:
         out[name] = {
             "sky_iou": _iou(a["confusion"]),
             "wrong_pixel_share": float(wrong / a["confusion"].sum()),
+            "false_sky_share": float(a["confusion"][0, 1] / wrong) if wrong else 0.0,
             "wrong_share_by_boundary_distance": {
                 f"{lo:.0f}-{hi:.0f}": float(n / wrong) if wrong else 0.0
                 for (lo, hi), n in zip(BANDS, a["wrong_by_band"], strict=True)
@@ -161,12 +163,12 @@ def table(records: list[dict]) -> str:
         "",
         "`python benchmarks/sky_error_probe.py RUN --data DEVKIT`: sky IoU of the model's sky map",
         "(its budget record), of the context network's sky alone, and of the annotation read at the",
-        "context grid (the ceiling), on native pixels; the context sky's wrong pixels by",
-        f"distance to the annotated boundary ({bands} native px).",
+        "context grid (the ceiling), on native pixels; the context sky's wrong pixels, the share of",
+        f"them called sky on annotated non-sky, and by distance to the annotated boundary ({bands} px).",
         "",
         "| run | model sky IoU | context sky IoU (small / large) | ceiling IoU (small / large)"
-        " | context: wrong pixels | by distance |",
-        "|---|---|---|---|---|---|",
+        " | context: wrong pixels | called sky | by distance |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in records:
         c, g, small, large = r["all"]["context"], r["all"]["ceiling"], r["small"], r["large"]
@@ -175,7 +177,7 @@ def table(records: list[dict]) -> str:
             f"| {r['run']} | {_model_sky_iou(r['run'])} | {c['sky_iou']:.3f} "
             f"({small['context']['sky_iou']:.3f} / {large['context']['sky_iou']:.3f}) | {g['sky_iou']:.3f} "
             f"({small['ceiling']['sky_iou']:.3f} / {large['ceiling']['sky_iou']:.3f}) "
-            f"| {100 * c['wrong_pixel_share']:.1f} % | {by_band} |"
+            f"| {100 * c['wrong_pixel_share']:.1f} % | {100 * c['false_sky_share']:.0f} % | {by_band} |"
         )
     return "\n".join(lines) + "\n"
 

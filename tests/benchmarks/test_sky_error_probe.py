@@ -42,6 +42,7 @@ def test_wrong_pixels_fall_into_their_distance_bands() -> None:
     summary = probe._summary({"context": acc})["context"]
     assert summary["sky_iou"] == pytest.approx(200 / 220)
     assert summary["wrong_pixel_share"] == pytest.approx(20 / 400)
+    assert summary["false_sky_share"] == 1.0  # both rows lie below the horizon
     assert list(summary["wrong_share_by_boundary_distance"].values()) == [0.5, 0.5, 0.0]
 
 
