@@ -121,8 +121,10 @@ SMOKE_RUNS = ["fcos_hr_s0", "fcos_seg_hr_ctx_s0", "bafenet_hr_ctx_s0", "fcos_seg
 HEADER = (
     "`python benchmarks/budget_hr.py --data DEVKIT`: train_v2 -> val_v2, final weights, official"
     " protocol (legacy widths; strict beside). Budget: the anchor's 40 minutes at a calibration of"
-    " 638 ms, normalised by each session's own calibration ({calibration} ms in the latest session:"
-    " {minutes} minutes of training per run). Anchor (general detector, 40 minutes at 638 ms):"
+    " 638 ms, scaled by the calibration of the session that fixed it ({minutes} minutes of training"
+    " per run); with `--by-images` each configuration's budget is fixed once as images"
+    " (`budget_hr/image_budgets.json`) and holds on any CPU. Latest session's calibration:"
+    " {calibration} ms. Anchor (general detector, 40 minutes at 638 ms):"
     " val_v2 mAP07 0.831 / mAP12 0.860 / strict 0.780; 0.887 / 0.915 / 0.831 with a short warm-up"
     " and mosaic kept; 1.81 s per 1280x1024 frame on its CPU."
 )
