@@ -35,6 +35,7 @@ from bafenet.data.collate import collate_samples
 from bafenet.data.sample import SKY
 from bafenet.engine.inference import EvalGeometry, load_trained_model
 from bafenet.fileio import write_json, write_text
+from bafenet.metrics import SkyIoU
 from bafenet.models.context import resample_context, whole_image_context
 
 WORK = "benchmarks/work/budget_hr"
@@ -43,19 +44,11 @@ BANDS = ((0.0, 8.0), (8.0, 32.0), (32.0, float("inf")))  # native pixels from th
 SMALL_LONG_SIDE = 640  # the budget tables' small / large split
 
 
-def _iou(confusion: np.ndarray) -> float:
-    """Sky IoU of a 2 x 2 confusion [annotated, predicted] (index 1 = sky)."""
-    union = confusion[1, 1] + confusion[0, 1] + confusion[1, 0]
-    return float(confusion[1, 1] / union) if union else float("nan")
-
-
-def _confusion(pred: np.ndarray, annotated: np.ndarray) -> np.ndarray:
-    """2 x 2 pixel counts of a boolean sky prediction against an annotation (ignored pixels out)."""
-    known = annotated != 255
-    truth, guess = annotated[known] == SKY, pred[known]
-    return np.array(
-        [[np.sum(~truth & ~guess), np.sum(~truth & guess)], [np.sum(truth & ~guess), np.sum(truth & guess)]]
-    )
+def sky_iou(pred: np.ndarray, annotated: np.ndarray) -> float:
+    """Sky IoU of one boolean sky map against a 0 / 1 / 255 annotation."""
+    metric = SkyIoU()
+    metric.add(pred, annotated)
+    return metric.compute()["sky_iou"]
 
 
 def boundary_distance(annotated: np.ndarray) -> np.ndarray:
@@ -122,11 +115,11 @@ def probe(run: str, data: str, work: str) -> dict:
 
 
 def _empty() -> dict:
-    return {"confusion": np.zeros((2, 2), np.int64), "wrong_by_band": np.zeros(len(BANDS), np.int64)}
+    return {"sky": SkyIoU(), "wrong_by_band": np.zeros(len(BANDS), np.int64)}
 
 
 def _add(acc: dict, pred: np.ndarray, annotated: np.ndarray, distance: np.ndarray) -> None:
-    acc["confusion"] += _confusion(pred, annotated)
+    acc["sky"].add(pred, annotated)
     wrong = (pred != (annotated == SKY)) & (annotated != 255)
     for k, (lo, hi) in enumerate(BANDS):
         acc["wrong_by_band"][k] += np.sum(wrong & (distance > lo) & (distance <= hi))
@@ -135,11 +128,11 @@ def _add(acc: dict, pred: np.ndarray, annotated: np.ndarray, distance: np.ndarra
 def _summary(acc: dict) -> dict:
     out = {}
     for name, a in acc.items():
-        wrong = a["wrong_by_band"].sum()
+        wrong, confusion = a["wrong_by_band"].sum(), a["sky"].confusion  # [annotated, predicted]
         out[name] = {
-            "sky_iou": _iou(a["confusion"]),
-            "wrong_pixel_share": float(wrong / a["confusion"].sum()),
-            "false_sky_share": float(a["confusion"][0, 1] / wrong) if wrong else 0.0,
+            "sky_iou": a["sky"].compute()["sky_iou"],
+            "wrong_pixel_share": float(wrong / confusion.sum()),
+            "false_sky_share": float(confusion[0, 1] / wrong) if wrong else 0.0,
             "wrong_share_by_boundary_distance": {
                 f"{lo:.0f}-{hi:.0f}": float(n / wrong) if wrong else 0.0
                 for (lo, hi), n in zip(BANDS, a["wrong_by_band"], strict=True)
