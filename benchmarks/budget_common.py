@@ -54,7 +54,7 @@ from torch.utils.data import Subset
 from torchvision.models.detection import fcos_resnet50_fpn
 
 from bafenet.cli.train import PACKAGED_CONFIGS
-from bafenet.config import Config, EvalConfig, load_config
+from bafenet.config import Config, load_config
 from bafenet.data import open_dataset
 from bafenet.data.sample import Sample
 from bafenet.data.synthetic import write_synthetic_devkit
@@ -68,6 +68,7 @@ from bafenet.engine.evaluate import (
 )
 from bafenet.engine.inference import EvalGeometry, autocast_dtype, load_trained_model
 from bafenet.engine.setup import build_model_from_config
+from bafenet.engine.sky_gate import GATE_GRID, choose_gate_threshold, gate_predictions
 from bafenet.engine.trainer import Trainer, train
 from bafenet.fileio import write_json, write_text
 from bafenet.models.zoo import model_options
@@ -91,7 +92,6 @@ MAX_SLOWDOWN = 2.0
 (a busy machine would otherwise stretch every run; ``--minutes`` overrides)."""
 
 GATE_EVERY = 4  # the gate threshold is chosen on every 4th frame of the training split
-GATE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # 0.0 keeps every detection
 GATE_KEYS = (
     "mAP07",
     "mAP12",
@@ -577,36 +577,6 @@ def run_all(
 def has_sky(model_name: str) -> bool:
     """Whether the zoo model has a sky branch (it takes the sky switches)."""
     return "sky_gate_thr" in model_options(model_name)
-
-
-def gate_predictions(predictions: list[Prediction], threshold: float) -> list[Prediction]:
-    """Drop the detections whose own sky probability at the box centre is below ``threshold``,
-    as the detector's ``sky_gate_thr`` does after NMS; ground truth is kept."""
-    gated = []
-    for p in predictions:
-        if p.model_sky_prob is None:
-            raise ValueError(f"{p.image_id}: the predictions carry no sky probability (not a sky model)")
-        keep = p.model_sky_prob >= threshold
-        gated.append(
-            dataclasses.replace(
-                p,
-                boxes=p.boxes[keep],
-                scores=p.scores[keep],
-                pred_sky=None if p.pred_sky is None else p.pred_sky[keep],
-                model_sky_prob=p.model_sky_prob[keep],
-            )
-        )
-    return gated
-
-
-def choose_gate_threshold(
-    predictions: list[Prediction], cfg: EvalConfig, grid: Sequence[float] = GATE_GRID
-) -> tuple[float, dict[str, float]]:
-    """The threshold of ``grid`` whose gated detections score the highest mAP07 (on a tie the
-    lowest, i.e. the gentlest gate), and every threshold's mAP07 (keys ``f"{thr:g}"``)."""
-    scores = {thr: prediction_metrics(gate_predictions(predictions, thr), cfg)["mAP07"] for thr in grid}
-    best = max(grid, key=lambda thr: (scores[thr], -thr))
-    return best, {f"{thr:g}": value for thr, value in scores.items()}
 
 
 def sky_gate_record(

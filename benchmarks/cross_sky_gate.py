@@ -24,8 +24,9 @@ from torch.utils.data import Subset
 from bafenet.data import open_dataset
 from bafenet.engine.evaluate import evaluate_with_config, prediction_metrics
 from bafenet.engine.inference import load_trained_model
+from bafenet.engine.sky_gate import choose_gate_threshold, gate_predictions
 from bafenet.fileio import write_json, write_text
-from budget_common import GATE_EVERY, choose_gate_threshold, gate_predictions
+from budget_common import GATE_EVERY
 
 WORK = "benchmarks/work/budget_hr"
 RESULTS = Path("benchmarks/results/cross_sky_gate")

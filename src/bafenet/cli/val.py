@@ -67,6 +67,7 @@ def _val(args: argparse.Namespace) -> int:
     from bafenet.engine.evaluate import SIZE_GROUPS, evaluate_with_config, group_counts, metrics_by_frame_size
     from bafenet.engine.inference import load_trained_model, operating_score_thr
     from bafenet.engine.report import check_eval_out, format_table, write_eval_outputs
+    from bafenet.errors import BafenetError
 
     overrides = list(args.overrides)
     if args.split:
@@ -74,8 +75,12 @@ def _val(args: argparse.Namespace) -> int:
     if args.batch_size:
         overrides.append(f"eval.batch_size={args.batch_size}")
     overrides += geometry_overrides(args)
+    if args.sky_gate_sweep and args.backend != "torch":
+        raise BafenetError("--sky-gate-sweep runs with --backend torch (it reads the model's own sky map)")
     device = dist_utils.local_device(args.device)
     model, cfg, ckpt = load_trained_model(args.weights, device, overrides, backend=args.backend)
+    if args.sky_gate_sweep:
+        _turn_sky_gate_off(model, ckpt["model_name"], args.weights)
     if args.data or args.images or args.masks:  # a dataset named here: its layout, not the training data's
         cfg.data.root, cfg.data.layout, cfg.data.images, cfg.data.masks = args.data, None, None, None
     apply_layout_arguments(cfg.data, args)
@@ -96,6 +101,8 @@ def _val(args: argparse.Namespace) -> int:
     metrics["split"] = cfg.eval.split
     metrics["protocol"] = cfg.eval.protocol
     metrics["backend"] = args.backend
+    if hasattr(model, "sky_gate_thr"):
+        metrics["sky_gate_thr"] = model.sky_gate_thr  # the gate applied; None: none
     metrics["skipped_samples"] = skipped  # invalid samples left out (--skip-invalid), one line each
     out = (
         Path(args.out)
@@ -115,7 +122,54 @@ def _val(args: argparse.Namespace) -> int:
     metrics["by_frame_size"] = by_size
     for path in write_eval_outputs(out, metrics, details):
         print(f"wrote {path}")
+    if args.sky_gate_sweep:
+        print(f"wrote {write_sky_gate_sweep(out, details['predictions'], cfg, args.weights)}")
     return 0
+
+
+def _turn_sky_gate_off(model, model_name: str, weights: str) -> None:
+    """Check that ``model`` is a sky model and take its gate off: the sweep needs every detection."""
+    from bafenet.errors import BafenetError
+    from bafenet.models.zoo import model_options
+
+    if "sky_gate_thr" not in model_options(model_name):
+        raise BafenetError(f"{weights}: --sky-gate-sweep needs a sky model, not {model_name}")
+    if model.sky_gate_thr is not None:
+        print(f"the checkpoint's sky gate ({model.sky_gate_thr:g}) is off for the sweep")
+        model.sky_gate_thr = None
+
+
+def write_sky_gate_sweep(out: Path, predictions: list, cfg, weights: str) -> Path:
+    """Print the sky-gate sweep of ungated ``predictions`` and write it to ``out/sky_gate.json``."""
+    from bafenet.engine.sky_gate import best_threshold, format_sweep, sweep_sky_gate
+    from bafenet.errors import BafenetError
+    from bafenet.fileio import write_json
+
+    try:
+        sweep = sweep_sky_gate(predictions, cfg.eval)
+    except ValueError:
+        raise BafenetError(
+            f"{weights}: the backend returned no sky probability; use --backend torch"
+        ) from None
+    best = best_threshold(sweep)
+    print(f"sky gate on {cfg.eval.split} (detections whose own sky probability is below it dropped):")
+    print(format_sweep(sweep, best))
+    if best == 0:
+        print(f"no threshold beats the ungated model on {cfg.eval.split}: leave the gate off")
+    else:
+        print(
+            f"use it: model.kwargs.sky_gate_thr={best:g} (bafenet val / predict); chosen on "
+            f"{cfg.eval.split}: choose on training data, not on the data you report"
+        )
+    path = out / "sky_gate.json"
+    record = {
+        "split": cfg.eval.split,
+        "best_threshold": best,
+        "chosen_by": "highest mAP07; on a tie the lowest threshold",
+        "sweep": {f"{thr:g}": m for thr, m in sweep.items()},
+    }
+    write_json(path, record)
+    return path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -129,6 +183,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_backend_argument(p)
     add_geometry_arguments(p)
     add_layout_arguments(p, skip_invalid=True)
+    p.add_argument(
+        "--sky-gate-sweep",
+        action="store_true",
+        help="sky models: evaluate without the sky gate, then score each gate threshold (mAP07, "
+        "false alarms) and name the best; writes sky_gate.json. Run it on training data, not on the "
+        "data you report",
+    )
     p.add_argument("--out", default=None, help="output folder (default: runs/val/NAME)")
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides, e.g. eval.score_thr=0.1")
