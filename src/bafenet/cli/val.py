@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bafenet.cli.data import add_layout_arguments, apply_layout_arguments
 from bafenet.engine.runs import new_run_dir
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from bafenet.config import Config
+    from bafenet.engine.evaluate import Prediction
 
 
 def add_backend_argument(p: argparse.ArgumentParser) -> None:
@@ -127,7 +134,7 @@ def _val(args: argparse.Namespace) -> int:
     return 0
 
 
-def _turn_sky_gate_off(model, model_name: str, weights: str) -> None:
+def _turn_sky_gate_off(model: nn.Module, model_name: str, weights: str) -> None:
     """Check that ``model`` is a sky model and take its gate off: the sweep needs every detection."""
     from bafenet.errors import BafenetError
     from bafenet.models.zoo import model_options
@@ -139,7 +146,7 @@ def _turn_sky_gate_off(model, model_name: str, weights: str) -> None:
         model.sky_gate_thr = None
 
 
-def write_sky_gate_sweep(out: Path, predictions: list, cfg, weights: str) -> Path:
+def write_sky_gate_sweep(out: Path, predictions: list[Prediction], cfg: Config, weights: str) -> Path:
     """Print the sky-gate sweep of ungated ``predictions`` and write it to ``out/sky_gate.json``."""
     from bafenet.engine.sky_gate import best_threshold, format_sweep, sweep_sky_gate
     from bafenet.errors import BafenetError
