@@ -51,23 +51,26 @@ def frame_part(height: int, width: int) -> str:
     return "small" if max(height, width) <= SMALL_LONG_SIDE else "large"
 
 
-def frame_counts(dataset) -> dict[str, np.ndarray]:
-    """Per frame size, summed (sky, ground) pixels of the whole frames and their number."""
+def frame_counts(dataset) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per frame size, summed (sky, ground) pixels of the whole frames and their number; and
+    each frame's size part."""
     totals = {part: np.zeros(3) for part in PARTS}
+    parts = []
     for i in range(len(dataset)):
         mask = dataset[i].sky_mask
-        totals[frame_part(*mask.shape)] += [*sky_counts(mask), 1]
-    return totals
+        parts.append(frame_part(*mask.shape))
+        totals[parts[-1]] += [*sky_counts(mask), 1]
+    return totals, parts
 
 
-def crop_counts(dataset, cfg: Config, items: np.ndarray) -> dict[str, np.ndarray]:
-    """Per frame size, summed (sky, ground) crop pixels, crops mostly on the ground, crops."""
+def crop_counts(dataset, cfg: Config, items: np.ndarray, parts: list[str]) -> dict[str, np.ndarray]:
+    """Per frame size (``parts``: each frame's), summed (sky, ground) crop pixels, crops mostly
+    on the ground, crops."""
     augmented = AugmentedDataset(dataset, build_train_transform(cfg), seed=cfg.train.seed)
     totals = {part: np.zeros(4) for part in PARTS}
     for index in tqdm(items, desc=f"background crops {cfg.data.input.background_crop_prob}", unit="crop"):
-        frame = dataset[int(index)].sky_mask
         sky, ground = sky_counts(augmented[int(index)].sky_mask)
-        totals[frame_part(*frame.shape)] += [sky, ground, sky < ground, 1]
+        totals[parts[int(index)]] += [sky, ground, sky < ground, 1]
     return totals
 
 
@@ -90,11 +93,11 @@ def probe(run: str, data: str | None, work: str, probs: list[float], n_items: in
     cfg = load_config(Path(work) / run / "config.yaml", [f"data.root={data}"] if data else [])
     dataset, _ = open_for_run(cfg.data, cfg.data.train_split, progress=False)
     items = np.random.default_rng(0).choice(len(dataset), min(n_items, len(dataset)), replace=False)
-    frames = frame_counts(dataset)
+    frames, parts = frame_counts(dataset)
     by_prob = {}
     for prob in probs:
         cfg.data.input.background_crop_prob = prob
-        crops = crop_counts(dataset, cfg, items)
+        crops = crop_counts(dataset, cfg, items, parts)
         by_prob[str(prob)] = {part: summary(frames[part], crops[part]) for part in PARTS}
     split = cfg.data.train_split
     return {"run": run, "split": split, "items": len(items), "by_background_crop_prob": by_prob}

@@ -130,7 +130,7 @@ def _val(args: argparse.Namespace) -> int:
     for path in write_eval_outputs(out, metrics, details):
         print(f"wrote {path}")
     if args.sky_gate_sweep:
-        print(f"wrote {write_sky_gate_sweep(out, details['predictions'], cfg, args.weights)}")
+        print(f"wrote {write_sky_gate_sweep(out, details['predictions'], cfg)}")
     return 0
 
 
@@ -146,18 +146,12 @@ def _turn_sky_gate_off(model: nn.Module, model_name: str, weights: str) -> None:
         model.sky_gate_thr = None
 
 
-def write_sky_gate_sweep(out: Path, predictions: list[Prediction], cfg: Config, weights: str) -> Path:
+def write_sky_gate_sweep(out: Path, predictions: list[Prediction], cfg: Config) -> Path:
     """Print the sky-gate sweep of ungated ``predictions`` and write it to ``out/sky_gate.json``."""
     from bafenet.engine.sky_gate import best_threshold, format_sweep, sweep_sky_gate
-    from bafenet.errors import BafenetError
     from bafenet.fileio import write_json
 
-    try:
-        sweep = sweep_sky_gate(predictions, cfg.eval)
-    except ValueError:
-        raise BafenetError(
-            f"{weights}: the backend returned no sky probability; use --backend torch"
-        ) from None
+    sweep = sweep_sky_gate(predictions, cfg.eval)  # a torch sky model: every detection has its sky
     best = best_threshold(sweep)
     print(f"sky gate on {cfg.eval.split} (detections whose own sky probability is below it dropped):")
     print(format_sweep(sweep, best))
