@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bafenet.cli.arguments import int_at_least
+
 if TYPE_CHECKING:
     import torch
 
@@ -275,25 +277,16 @@ def _minutes(text: str) -> float:
     return value
 
 
-def _threads(text: str) -> int:
-    """``--threads``: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of threads, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1 thread, got {value}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` verb."""
     p = subparsers.add_parser("demo", help="synthetic data -> train -> val -> report, in a few CPU minutes")
     p.add_argument("--out", default=None, help="output folder (default: runs/demo, numbered if it exists)")
     p.add_argument("--project", default="runs", help="folder holding the runs (default: runs)")
-    p.add_argument("--n", type=int, default=96, help="synthetic images (default 96)")
+    p.add_argument("--n", type=int_at_least(1), default=96, help="synthetic images (default 96)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=14, help="training epochs: the demo's work (default 14)")
+    p.add_argument(
+        "--epochs", type=int_at_least(1), default=14, help="training epochs: the demo's work (default 14)"
+    )
     p.add_argument(
         "--max-minutes",
         type=_minutes,
@@ -303,7 +296,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--threads",
-        type=_threads,
+        type=int_at_least(1),
         default=None,
         help="CPU threads (default: the cores not kept busy by other processes, by the load average)",
     )

@@ -14,17 +14,8 @@ from typing import Any
 
 import yaml
 
+from bafenet.cli.arguments import int_at_least
 from bafenet.errors import BafenetError
-
-
-def _positive_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be an integer, got {text!r}") from None
-    if value < 32:
-        raise argparse.ArgumentTypeError(f"size must be at least 32 pixels, got {value}")
-    return value
 
 
 def _parse_switches(items: list[str]) -> dict[str, Any]:
@@ -95,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "switches", nargs="*", metavar="key=value", help="model switches, e.g. exchange=false p2=true"
     )
-    parser.add_argument("--size", type=_positive_size, default=512, help="square input side (default 512)")
+    parser.add_argument("--size", type=int_at_least(32), default=512, help="square input side (default 512)")
     parser.add_argument(
         "--option",
         "-o",

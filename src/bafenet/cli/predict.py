@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from bafenet.cli.arguments import int_at_least
 from bafenet.cli.val import add_backend_argument, add_geometry_arguments, geometry_overrides
 from bafenet.data.imageio import read_image
 from bafenet.data.video import VideoReader
@@ -189,13 +190,6 @@ def _new_run_dir(base: Path, name: str) -> Path:
         raise DataError(base, f"cannot create a run folder ({exc.strerror or exc})") from None
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``predict`` verb."""
     p = subparsers.add_parser(
@@ -217,7 +211,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_backend_argument(p)
-    p.add_argument("--batch-size", type=_positive_int, default=1, help="frames per forward pass (default 1)")
+    p.add_argument(
+        "--batch-size", type=int_at_least(1), default=1, help="frames per forward pass (default 1)"
+    )
     p.add_argument("--recursive", action="store_true", help="also take the files in sub-folders of a folder")
     p.add_argument("--save-sky", action="store_true", help="write the model's sky map of each frame as PNG")
     p.add_argument("--no-draw", action="store_true", help="write no overlays (images) or annotated videos")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bafenet.cli.arguments import int_at_least
 from bafenet.cli.data import add_layout_arguments, apply_layout_arguments
 from bafenet.engine.runs import new_run_dir
 
@@ -179,7 +180,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", required=True, help="checkpoint (best.pt / last.pt / a released file)")
     p.add_argument("--data", default=None, help="dataset folder (default: config, $BAFENET_DATA, cache)")
     p.add_argument("--split", default=None, help="split to evaluate (default: the config's eval.split)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (same results)")
+    p.add_argument(
+        "--batch-size", type=int_at_least(1), default=None, help="images per forward pass (same results)"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_backend_argument(p)
     add_geometry_arguments(p)
