@@ -1,4 +1,4 @@
-"""Argument types shared by the verbs: a bad value is refused by argparse with one line."""
+"""Argument types shared by the verbs: a bad value is refused at parsing, before any work."""
 
 from __future__ import annotations
 
